@@ -1,0 +1,66 @@
+"""edgeopt: from `model.fit` to a measured model on an edge device.
+
+The public API; everything else is internal. Importing edgeopt imports neither
+TensorFlow nor Keras: they load when a function that needs them runs.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from edgeopt.errors import (
+    AccuracyGateError,
+    ConfigError,
+    ConversionError,
+    DeviceError,
+    DeviceUnreachableError,
+    EdgeoptError,
+    InvalidModelError,
+    MissingDependencyError,
+    RemoteCommandError,
+)
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; loaded on first access so `import edgeopt` stays light.
+_LAZY = {
+    "export_tflite": "edgeopt.convert.exporter",
+    "ExportReport": "edgeopt.convert.exporter",
+    "inspect_tflite": "edgeopt.convert.inspect",
+    "Precision": "edgeopt.convert.precision",
+    "IODtype": "edgeopt.convert.precision",
+    "load_model": "edgeopt._keras",
+    "load_digits_splits": "edgeopt.datasets",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from edgeopt._keras import load_model
+    from edgeopt.convert.exporter import ExportReport, export_tflite
+    from edgeopt.convert.inspect import inspect_tflite
+    from edgeopt.convert.precision import IODtype, Precision
+    from edgeopt.datasets import load_digits_splits
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgeopt' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "AccuracyGateError",
+    "ConfigError",
+    "ConversionError",
+    "DeviceError",
+    "DeviceUnreachableError",
+    "EdgeoptError",
+    "InvalidModelError",
+    "MissingDependencyError",
+    "RemoteCommandError",
+    *_LAZY,
+]

@@ -1,0 +1,160 @@
+"""The one place that tells Keras 3 from tf_keras, for a model object or a model file.
+
+Nothing else in edgeopt imports `keras` or `tf_keras` at module level, and nothing in
+edgeopt writes `tf.keras`: once tensorflow-model-optimization is imported it sets
+`TF_USE_LEGACY_KERAS=1`, which silently turns `tf.keras` into `tf_keras`. tf_keras and
+tfmot are imported only when a tf_keras model is involved.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from edgeopt._compat import StrEnum
+from edgeopt.errors import ConfigError, InvalidModelError, MissingDependencyError
+
+
+class Flavour(StrEnum):
+    """Which Keras a model belongs to."""
+
+    KERAS3 = "keras3"
+    TF_KERAS = "tf_keras"
+
+
+_MODULE = {Flavour.KERAS3: "keras", Flavour.TF_KERAS: "tf_keras"}
+_PIP = {Flavour.KERAS3: "pip install keras", Flavour.TF_KERAS: "pip install 'edgeopt[qat]'"}
+
+
+def keras_module(flavour: Flavour | str) -> Any:
+    """Imports and returns `keras` (Keras 3) or `tf_keras` for `flavour`."""
+    flavour = Flavour(flavour)
+    try:
+        module = importlib.import_module(_MODULE[flavour])
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{_MODULE[flavour]} is not installed but a {flavour} model needs it. "
+            f"Received: {exc}. Install it with `{_PIP[flavour]}`."
+        ) from exc
+    if flavour is Flavour.KERAS3:
+        backend = module.backend.backend()
+        if backend != "tensorflow":
+            raise ConfigError(
+                "edgeopt needs Keras 3 with the TensorFlow backend (the TFLite converter "
+                f"reads TensorFlow graphs). Received: KERAS_BACKEND={backend!r}. "
+                "Set KERAS_BACKEND=tensorflow before importing keras."
+            )
+    return module
+
+
+def flavour_of(model: Any) -> Flavour:
+    """Returns the flavour of a model object without importing the other Keras.
+
+    Raises:
+        ConfigError: if `model` is neither a Keras 3 nor a tf_keras model.
+    """
+    for cls in type(model).__mro__:
+        root = cls.__module__.split(".", 1)[0]
+        if root == "keras" and cls.__name__ in ("Model", "Layer"):
+            return Flavour.KERAS3
+        if root == "tf_keras" and cls.__name__ in ("Model", "Layer"):
+            return Flavour.TF_KERAS
+    raise ConfigError(
+        "Expected a Keras 3 (`keras`) or tf_keras model. "
+        f"Received: an object of type {type(model).__module__}.{type(model).__qualname__}. "
+        "Pass a `keras.Model`/`tf_keras.Model`, or a path to a saved model."
+    )
+
+
+def is_saved_model_dir(path: str | os.PathLike) -> bool:
+    return Path(path).is_dir() and (Path(path) / "saved_model.pb").is_file()
+
+
+def file_flavour(path: str | os.PathLike) -> Flavour:
+    """Reads which Keras wrote a `.keras` or `.h5` file, from its stored version."""
+    path = Path(path)
+    version = None
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                version = json.loads(archive.read("metadata.json")).get("keras_version")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as handle:
+                version = handle.attrs.get("keras_version")
+                if isinstance(version, bytes):
+                    version = version.decode()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise InvalidModelError(
+            f"Cannot read {path.suffix} model file. Received: {str(path)!r} ({exc}). "
+            "Save the model again with `model.save(...)`."
+        ) from exc
+    if version and str(version).startswith(("1.", "2.")):
+        return Flavour.TF_KERAS
+    return Flavour.KERAS3
+
+
+def check_model_path(path: str | os.PathLike) -> Path:
+    """Checks that `path` names a model edgeopt can load, before any loading starts."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidModelError(
+            f"Model not found. Received: {str(path)!r}. "
+            "Pass a .keras or .h5 file, or a SavedModel directory."
+        )
+    if path.is_dir():
+        if not is_saved_model_dir(path):
+            raise InvalidModelError(
+                f"Directory is not a SavedModel (it has no saved_model.pb). Received: {str(path)!r}. "
+                "Pass a .keras/.h5 file, or the directory `model.export(...)` wrote."
+            )
+        return path
+    if path.suffix not in (".keras", ".h5", ".hdf5"):
+        raise InvalidModelError(
+            f"Unknown model format {path.suffix!r}. Received: {str(path)!r}. "
+            "Pass a .keras or .h5 file, or a SavedModel directory."
+        )
+    return path
+
+
+def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
+    """Loads a `.keras` or `.h5` model with the Keras that wrote it.
+
+    Args:
+        path: the model file.
+        unsafe: allow deserializing Python code (Lambda layers). Only for files you
+            trust. Defaults to `False` (`safe_mode=True`).
+
+    Returns:
+        A `keras.Model` or a `tf_keras.Model`, uncompiled.
+    """
+    path = check_model_path(path)
+    if path.is_dir():
+        raise InvalidModelError(
+            f"A SavedModel directory is not a Keras model. Received: {str(path)!r}. "
+            "Pass it to `export_tflite` directly, or load it with `tf.saved_model.load`."
+        )
+    flavour = file_flavour(path)
+    module = keras_module(flavour)
+    try:
+        return module.models.load_model(path, compile=False, safe_mode=not unsafe)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():
+            raise InvalidModelError(
+                "The model contains Python code (e.g. a Lambda layer) that safe mode refuses to load. "
+                f"Received: {str(path)!r}. Pass --unsafe (unsafe=True) only if you trust this file."
+            ) from exc
+        raise InvalidModelError(
+            f"Cannot load the model. Received: {str(path)!r} ({str(exc).splitlines()[0]}). "
+            "Check that it was saved with `model.save(...)` and that custom layers are registered."
+        ) from exc
+    except (OSError, TypeError, KeyError) as exc:
+        raise InvalidModelError(
+            f"Cannot load the model. Received: {str(path)!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
+            "Check that the file is complete and was saved with `model.save(...)`."
+        ) from exc

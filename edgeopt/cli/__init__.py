@@ -1,0 +1,50 @@
+"""The `edgeopt` command line: thin commands over the library, one file per group."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from edgeopt import __version__
+from edgeopt.errors import EdgeoptError
+
+
+class _Group(click.Group):
+    """Turns every `EdgeoptError` into one line on stderr and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EdgeoptError as exc:
+            raise click.ClickException(" ".join(str(exc).split())) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeopt")
+def cli() -> None:
+    """edgeopt: train, compress, export and measure Keras models for edge devices.
+
+    \b
+    Example:
+        edgeopt export model.keras --precision float32 --precision int8 \\
+            --calibration-data calib.npz --eval-data test.npz --output out/
+        edgeopt inspect out/model.int8.tflite
+    """
+
+
+def _register() -> None:
+    from edgeopt.cli.export import export
+    from edgeopt.cli.inspect import inspect
+
+    cli.add_command(export)
+    cli.add_command(inspect)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: quiet TensorFlow's C++ logging unless asked otherwise."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cli(prog_name="edgeopt")

@@ -1,0 +1,50 @@
+"""Shared output helpers: tables, JSON, progress lines."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import click
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def progress_printer(enabled: bool = True):
+    """A `progress` callback that prints one dim line per step on stderr."""
+    if not enabled:
+        return None
+    return lambda line: click.echo(click.style(f"  {line}", dim=True), err=True)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width table; numbers right-aligned."""
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+
+    def line(values, raw=None):
+        parts = []
+        for i, value in enumerate(values):
+            numeric = raw is not None and isinstance(raw[i], (int, float)) and not isinstance(raw[i], bool)
+            parts.append(value.rjust(widths[i]) if numeric else value.ljust(widths[i]))
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(c, r) for c, r in zip(cells, rows)]
+    return "\n".join(out)
+
+
+def fmt_bytes(n: int | None) -> str | None:
+    if n is None:
+        return None
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return None
+
+
+def fmt_pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}%"
