@@ -1,0 +1,119 @@
+"""The CLI through click's CliRunner: real exports, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeopt.cli import cli
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def test_every_command_has_help_with_an_example():
+    def walk(group, prefix=()):
+        for name, command in group.commands.items():
+            yield prefix + (name,), command
+            if hasattr(command, "commands"):
+                yield from walk(command, prefix + (name,))
+
+    commands = list(walk(cli))
+    assert {c[0][0] for c in commands} >= {"export", "inspect"}
+    for path, _ in commands:
+        result = run(*path, "--help")
+        assert result.exit_code == 0, path
+        assert "Example" in result.output, path
+
+
+def test_export_and_inspect(data_files, tmp_path):
+    out = tmp_path / "out"
+    result = run("export", data_files / "model.keras", "-p", "float32", "-p", "int8", "--calibration-data",
+                 data_files / "calib.npz", "--eval-data", data_files / "test.npz", "--output", out)
+    assert result.exit_code == 0, result.output
+    assert "int8" in result.output and "Keras model accuracy" in result.output
+    assert (out / "model.int8.tflite").is_file() and (out / "export_report.json").is_file()
+
+    result = run("inspect", out / "model.int8.tflite")
+    assert result.exit_code == 0
+    assert "fully integer: yes" in result.output and "CONV_2D+RELU" in result.output
+
+    result = run("inspect", out / "model.int8.tflite", "--json")
+    data = json.loads(result.output)
+    assert data["fully_integer"] and data["inputs"][0]["dtype"] == "int8"
+
+
+def test_export_json(data_files, tmp_path):
+    result = run("export", data_files / "model.keras", "-p", "float16", "--eval-data", data_files / "test.npz",
+                 "--output", tmp_path, "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["entries"][0]["precision"] == "float16"
+    assert report["entries"][0]["validation"]["top1_agreement"] >= 0.99
+
+
+def test_accuracy_gate_exit_code(digits, tmp_path):
+    from tests.conftest import outlier_dense_model
+
+    outlier_dense_model(digits).save(tmp_path / "outlier.keras")
+    np.savez(tmp_path / "test.npz", x=digits.x_test, y=digits.y_test)
+    result = run("export", tmp_path / "outlier.keras", "-p", "int8", "--calibration-data", tmp_path / "test.npz",
+                 "--eval-data", tmp_path / "test.npz", "--max-accuracy-drop", "2", "--output", tmp_path / "out", "-q")
+    assert result.exit_code == 1
+    assert "rejected" in result.output
+    assert result.stderr.strip().startswith("Error: int8 lost more than 2.0 accuracy points")
+    assert (tmp_path / "out" / "outlier.int8.tflite.rejected").is_file()
+
+
+def _bad_inputs(data_files, tmp):
+    model = data_files / "model.keras"
+    (tmp / "not_a_model").mkdir()
+    (tmp / "empty.tflite").write_bytes(b"")
+    (tmp / "trunc.tflite").write_bytes(b"\x00\x00\x10\x00TFL3" + b"\x00" * 16)
+    (tmp / "random.tflite").write_bytes(np.random.default_rng(0).bytes(2048))
+    np.savez(tmp / "shape.npz", x=np.zeros((4, 28, 28, 1), np.float32))
+    np.savez(tmp / "dtype.npz", x=np.zeros((4, 8, 8, 1), np.uint8))
+    np.savez(tmp / "nan.npz", x=np.full((4, 8, 8, 1), np.nan, np.float32))
+    np.savez(tmp / "zero.npz", x=np.zeros((0, 8, 8, 1), np.float32))
+    (tmp / "a_file").write_text("")
+    return {
+        "missing model": (["export", tmp / "nope.keras"], "Model not found"),
+        "dir not SavedModel": (["export", tmp / "not_a_model"], "not a SavedModel"),
+        "empty tflite": (["inspect", tmp / "empty.tflite"], "is empty"),
+        "truncated tflite": (["inspect", tmp / "trunc.tflite"], "truncated"),
+        "random tflite": (["inspect", tmp / "random.tflite"], "no 'TFL3' identifier"),
+        "wrong shape": (["export", model, "-p", "int8", "--calibration-data", tmp / "shape.npz"], "wrong shape"),
+        "wrong dtype": (["export", model, "-p", "int8", "--calibration-data", tmp / "dtype.npz"], "dtype uint8"),
+        "nan": (["export", model, "-p", "int8", "--calibration-data", tmp / "nan.npz"], "NaN or Inf"),
+        "zero samples": (["export", model, "-p", "int8", "--calibration-data", tmp / "zero.npz"], "zero samples"),
+        "unwritable output": (["export", model, "--output", tmp / "a_file" / "sub"], "cannot be written"),
+        "int8 without calibration": (["export", model, "-p", "int8"], "need calibration data"),
+    }
+
+
+@pytest.mark.parametrize("case", ["missing model", "dir not SavedModel", "empty tflite", "truncated tflite",
+                                  "random tflite", "wrong shape", "wrong dtype", "nan", "zero samples",
+                                  "unwritable output", "int8 without calibration"])
+def test_bad_input_is_one_line_and_exit_1(data_files, tmp_path, case):
+    args, message = _bad_inputs(data_files, tmp_path)[case]
+    out = tmp_path / "out"
+    if args[0] == "export" and "--output" not in args:
+        args = args + ["--output", out]
+    result = run(*args, "-q") if args[0] == "export" else run(*args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert "Received" in lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not out.exists() or not any(out.iterdir())  # nothing half-written
+
+
+def test_unknown_precision_is_a_usage_error(data_files):
+    result = run("export", data_files / "model.keras", "-p", "int3")
+    assert result.exit_code == 2
+    assert "'int3' is not one of" in result.stderr

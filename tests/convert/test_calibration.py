@@ -1,0 +1,100 @@
+"""Loading calibration / eval data from every accepted source, and rejecting bad data."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgeopt.convert.calibration import Dataset, load_dataset
+from edgeopt.convert.source import InputInfo
+from edgeopt.errors import ConfigError
+
+IMG = InputInfo("image", (None, 8, 8, 1), "float32")
+RGB = InputInfo("image", (None, 6, 5, 3), "float32")
+
+
+def test_array_pair_npz_npy(tmp_path):
+    x = np.random.rand(10, 8, 8, 1).astype(np.float32)
+    y = np.arange(10)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.save(tmp_path / "d.npy", x)
+    for source in (x, (x, y), tmp_path / "d.npz", str(tmp_path / "d.npy")):
+        data = load_dataset(source, IMG)
+        np.testing.assert_array_equal(data.x, x)
+    assert load_dataset(tmp_path / "d.npz", IMG).y.tolist() == y.tolist()
+
+
+def test_one_hot_labels_and_float64_cast():
+    x = np.random.rand(4, 8, 8, 1)  # float64
+    y = np.eye(10)[[1, 2, 3, 4]]
+    data = load_dataset((x, y), IMG)
+    assert data.x.dtype == np.float32 and data.y.tolist() == [1, 2, 3, 4]
+
+
+def test_image_directory_with_class_folders(tmp_path):
+    for label in ("cat", "dog"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((12, 10, 3), 255 if label == "dog" else 0, np.uint8)).save(tmp_path / label / f"{i}.png")
+    data = load_dataset(tmp_path, RGB, scale=127.5, mean=127.5)
+    assert data.x.shape == (4, 6, 5, 3)
+    assert data.y.tolist() == [0, 0, 1, 1]
+    np.testing.assert_allclose(data.x[0], -1.0)
+    np.testing.assert_allclose(data.x[-1], 1.0)
+
+
+def test_callable_by_name_and_object(tmp_path, monkeypatch):
+    (tmp_path / "calib_mod.py").write_text(
+        "import numpy as np\n"
+        "def samples():\n"
+        "    for i in range(5):\n"
+        "        yield np.full((8, 8, 1), i, np.float32)\n"
+        "def batches():\n"
+        "    return [np.zeros((2, 8, 8, 1), np.float32)] * 3\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    data = load_dataset("calib_mod:samples", IMG)
+    assert data.x.shape == (5, 8, 8, 1) and data.x[4, 0, 0, 0] == 4
+    assert load_dataset("calib_mod:batches", IMG).x.shape == (6, 8, 8, 1)
+    sys.modules.pop("calib_mod", None)
+
+
+def test_subset_is_deterministic():
+    data = Dataset(np.arange(50, dtype=np.float32).reshape(50, 1), np.arange(50), "x")
+    a, b = data.subset(10), data.subset(10)
+    assert len(a) == 10 and a.x.tolist() == b.x.tolist() and a.y.tolist() == a.x[:, 0].astype(int).tolist()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: np.zeros((0, 8, 8, 1), np.float32), "zero samples"),
+        (lambda p: np.zeros((4, 28, 28, 1), np.float32), r"wrong shape\. Received: \(4, 28, 28, 1\)"),
+        (lambda p: np.zeros((4, 8, 8, 1), np.uint8), "dtype uint8 but the model input is float32"),
+        (lambda p: np.full((4, 8, 8, 1), np.nan, np.float32), "256 NaN or Inf"),
+        (lambda p: np.array([[np.inf] * 64]).reshape(1, 8, 8, 1).astype(np.float32), "64 NaN or Inf"),
+        (lambda p: str(p / "missing.npz"), "was not found"),
+        (lambda p: "no_such_module_xyz:load", "Cannot import module 'no_such_module_xyz'"),
+        (lambda p: "edgeopt.datasets:nope", "has no attribute 'nope'"),
+    ],
+)
+def test_bad_data_is_one_clear_error(tmp_path, make, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_dataset(make(tmp_path), IMG)
+    assert "\n" not in str(caught.value) and "Received" in str(caught.value)
+
+
+def test_npz_without_x_and_mismatched_labels(tmp_path):
+    np.savez(tmp_path / "bad.npz", images=np.zeros((2, 8, 8, 1), np.float32))
+    with pytest.raises(ConfigError, match=r"no array named 'x'.*\['images'\]"):
+        load_dataset(tmp_path / "bad.npz", IMG)
+    with pytest.raises(ConfigError, match="labels .* do not match"):
+        load_dataset((np.zeros((3, 8, 8, 1), np.float32), np.arange(2)), IMG)
+
+
+def test_empty_image_directory(tmp_path):
+    with pytest.raises(ConfigError, match="has no images"):
+        load_dataset(tmp_path, IMG)
