@@ -48,3 +48,11 @@ def fmt_bytes(n: int | None) -> str | None:
 
 def fmt_pct(x: float | None) -> str:
     return "" if x is None else f"{100 * x:.2f}%"
+
+
+def shorten(text: str, width: int = 56) -> str:
+    """`text` cut in the middle to `width` characters."""
+    if len(text) <= width:
+        return text
+    keep = (width - 1) // 2
+    return text[:keep] + "…" + text[-(width - 1 - keep):]

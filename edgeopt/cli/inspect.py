@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edgeopt.cli._output import echo_json, fmt_bytes, table
+from edgeopt.cli._output import echo_json, fmt_bytes, shorten, table
 
 
 @click.command()
@@ -38,7 +38,7 @@ def inspect(model, as_json, top):
             quant = ""
             if t.scale:
                 quant = f"scale={t.scale[0]:.6g} zero_point={t.zero_point[0] if t.zero_point else 0}"
-            rows.append([role, t.name, str(t.shape), t.dtype, quant])
+            rows.append([role, shorten(t.name), str(t.shape), t.dtype, quant])
     click.echo("\n" + table(["", "tensor", "shape", "dtype", "quantization"], rows))
     click.echo("\n" + table(["op", "count", "float"], [[op, n, info.float_ops.get(op, "")] for op, n in info.op_counts.items()]))
     if info.fused_activations:
@@ -49,4 +49,4 @@ def inspect(model, as_json, top):
                f"({', '.join(f'{k}: {v}' for k, v in info.weight_dtypes.items())})")
     if top:
         click.echo(table(["tensor", "shape", "dtype", "bytes"],
-                         [[p.name, str(p.shape), p.dtype, p.size_bytes] for p in info.parameters[:top]]))
+                         [[shorten(p.name), str(p.shape), p.dtype, p.size_bytes] for p in info.parameters[:top]]))
