@@ -32,10 +32,18 @@ _LAZY = {
     "IODtype": "edgeopt.convert.precision",
     "load_model": "edgeopt._keras",
     "load_digits_splits": "edgeopt.datasets",
+    "measure_latency": "edgeopt.bench.harness",
+    "bench": "edgeopt.bench.harness",
+    "LatencyResult": "edgeopt.bench.result",
+    "DeviceProfile": "edgeopt.bench.profiles",
+    "load_profile": "edgeopt.bench.profiles",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeopt._keras import load_model
+    from edgeopt.bench.harness import bench, measure_latency
+    from edgeopt.bench.profiles import DeviceProfile, load_profile
+    from edgeopt.bench.result import LatencyResult
     from edgeopt.convert.exporter import ExportReport, export_tflite
     from edgeopt.convert.inspect import inspect_tflite
     from edgeopt.convert.precision import IODtype, Precision

@@ -30,15 +30,18 @@ def cli() -> None:
         edgeopt export model.keras --precision float32 --precision int8 \\
             --calibration-data calib.npz --eval-data test.npz --output out/
         edgeopt inspect out/model.int8.tflite
+        edgeopt bench out/model.int8.tflite --device local --device rpi4
     """
 
 
 def _register() -> None:
+    from edgeopt.cli.bench import bench
+    from edgeopt.cli.devices import devices
     from edgeopt.cli.export import export
     from edgeopt.cli.inspect import inspect
 
-    cli.add_command(export)
-    cli.add_command(inspect)
+    for command in (export, inspect, bench, devices):
+        cli.add_command(command)
 
 
 _register()

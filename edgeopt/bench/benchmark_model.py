@@ -1,0 +1,93 @@
+"""Parsing TFLite `benchmark_model` output, older and newer formats, into result fields.
+
+Accepted: lines with or without the `INFO: ` prefix (or a logcat `I tflite  : `
+prefix), averages in scientific notation, `count=N curr=X(all same)`, optional
+`p5= median= p95=` percentiles, delegate lines (`Replacing 64 out of 66 node(s) with
+delegate (TfLiteXNNPackDelegate) node, yielding 3 partitions`), older
+`Average inference timings in us: Warmup: …, Init: …, Inference: …` and
+`Peak memory footprint (MB): init=… overall=…`. Fields the output does not give
+are left out (None in the result), never invented.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+_PREFIX = re.compile(r"^(?:INFO:\s*|[IWE]\s+tflite\s*:\s*|\S+\s+\d+\s+\d+\s+[IWE]\s+tflite\s*:\s*)")
+_NEW_TIMINGS = re.compile(
+    rf"Inference timings in us: Init: {_NUM}, First inference: {_NUM}, Warmup \(avg\): {_NUM}, Inference \(avg\): {_NUM}"
+)
+_OLD_TIMINGS = re.compile(rf"Average inference timings in us: Warmup: {_NUM}, Init: {_NUM}, Inference: {_NUM}")
+_COUNT = re.compile(rf"^count={_NUM}\s+(.*)$")
+_KEY_VALUE = re.compile(rf"(\w+)={_NUM}")
+_DELEGATE = re.compile(r"Replacing (\d+) out of (\d+) node\(s\) with delegate \(([^)]+)\)")
+_PEAK_OLD = re.compile(rf"^Peak memory footprint \(MB\): init={_NUM} overall={_NUM}")
+_PEAK_NEW = re.compile(rf"Overall peak memory footprint \(MB\) via periodic monitoring: {_NUM}")
+_DELTA = re.compile(rf"Memory footprint delta from the start of the tool \(MB\): init={_NUM} overall={_NUM}")
+_SIZE = re.compile(rf"The input model file size \(MB\): {_NUM}")
+_THREADS = re.compile(r"(?:Num threads|#threads used for CPU inference): \[?(-?\d+)\]?")
+_SESSION = re.compile(rf"Initialized session in {_NUM}\s*ms")
+
+
+class BenchmarkOutputError(ValueError):
+    """The text holds no benchmark_model timings."""
+
+
+def _ms(us: str | float) -> float:
+    return float(us) / 1000.0
+
+
+def parse_benchmark_output(text: str) -> dict:
+    """Result fields (latencies in ms) from benchmark_model's stdout+stderr text.
+
+    Raises:
+        BenchmarkOutputError: no timing line was found.
+    """
+    fields: dict = {}
+    counts: list[tuple[int, str]] = []
+    for raw in text.splitlines():
+        line = _PREFIX.sub("", raw.strip())
+        if match := _NEW_TIMINGS.search(line):
+            init, first, warmup, inference = match.groups()
+            fields.update(init_ms=_ms(init), first_inference_ms=_ms(first), warmup_avg_ms=_ms(warmup),
+                          mean_ms=_ms(inference))
+        elif match := _OLD_TIMINGS.search(line):
+            warmup, init, inference = match.groups()
+            fields.update(warmup_avg_ms=_ms(warmup), init_ms=_ms(init), mean_ms=_ms(inference))
+        elif match := _COUNT.match(line):
+            counts.append((int(float(match.group(1))), match.group(2)))
+        elif match := _DELEGATE.search(line):
+            done, total, name = match.groups()
+            fields.update(delegate=name, delegated_nodes=int(done), total_nodes=int(total))
+        elif match := _PEAK_OLD.match(line):
+            fields["peak_rss_mb"] = float(match.group(2))
+        elif match := _PEAK_NEW.search(line):
+            fields["peak_rss_mb"] = float(match.group(1))
+        elif match := _DELTA.search(line):
+            fields["memory_delta_mb"] = float(match.group(2))
+        elif match := _SIZE.search(line):
+            fields["model_size_mb"] = float(match.group(1))
+        elif match := _THREADS.search(line):
+            fields["threads"] = int(match.group(1))
+        elif match := _SESSION.search(line):
+            fields.setdefault("init_ms", float(match.group(1)))
+    if counts:
+        # The last count= line is the measured run; an earlier one is the warm-up.
+        runs, rest = counts[-1]
+        values = {k: float(v) for k, v in _KEY_VALUE.findall(rest)}
+        fields["runs"] = runs
+        if "(all same)" in rest and "curr" in values:
+            same = _ms(values["curr"])
+            fields.update(min_ms=same, max_ms=same, p50_ms=same, std_ms=0.0)
+            fields.setdefault("mean_ms", same)
+        names = {"min": "min_ms", "max": "max_ms", "std": "std_ms", "median": "p50_ms", "p5": "p5_ms",
+                 "p95": "p95_ms", "avg": "mean_ms"}
+        for key, name in names.items():
+            if key in values:
+                fields[name] = _ms(values[key])
+        if len(counts) > 1:
+            fields["warmup_runs"] = counts[0][0]
+    if "mean_ms" not in fields:
+        raise BenchmarkOutputError("no 'Inference timings' or 'count=' line in benchmark_model output")
+    return fields

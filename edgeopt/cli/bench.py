@@ -1,0 +1,74 @@
+"""`edgeopt bench`: latency of .tflite models on one or more devices."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import click
+
+from edgeopt.cli._output import echo_json, progress_printer, table
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return ""
+    return f"{x:.{digits}f}" if abs(x) >= 1 else f"{x:.{digits}g}"
+
+
+@click.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@click.option("-d", "--device", "devices", multiple=True, default=["local"], show_default=True,
+              help="Device profile name or .yaml path; repeat for several (run in parallel).")
+@click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: profile, else runtime).")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="At least this many timed runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option("--min-secs", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Keep running until this many seconds have passed too.")
+@click.option("--max-secs", type=click.FloatRange(min=0.1), default=150.0, show_default=True)
+@click.option("--keep", is_flag=True, help="Leave pushed files on the device.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(), help="Also write results as CSV.")
+@click.option("--out", "out_path", type=click.Path(), help="Also write results (with per-run latencies) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_json, csv_path, out_path, quiet):
+    """Measure MODELS (.tflite) on each --device; exit 1 if any job failed.
+
+    \b
+    Example:
+        edgeopt bench out/model.float32.tflite out/model.int8.tflite \\
+            --device local --device rpi4 --threads 4 --runs 100 --out results.json
+    """
+    from edgeopt._files import atomic_write_json, atomic_write_text
+    from edgeopt.bench.harness import bench as run_bench
+    from edgeopt.bench.result import CSV_FIELDS
+
+    results = run_bench(list(models), list(devices), threads=threads, runs=runs, warmup=warmup, min_secs=min_secs,
+                        max_secs=max_secs, keep=keep, progress=progress_printer(not quiet))
+    if out_path:
+        atomic_write_json(out_path, [r.to_dict() for r in results])
+    if csv_path:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(r.to_dict(with_latencies=False) for r in results)
+        atomic_write_text(csv_path, buffer.getvalue())
+    if as_json:
+        echo_json([r.to_dict(with_latencies=False) for r in results])
+    else:
+        rows = []
+        for r in results:
+            if r.ok:
+                mean = f"{_fmt(r.mean_ms)} ± {_fmt(r.std_ms)}" if r.std_ms is not None else _fmt(r.mean_ms)
+                rows.append([r.device, click.format_filename(r.model), f"{r.runtime} {r.runtime_version or ''}".strip(),
+                             _fmt(r.p50_ms), _fmt(r.p90_ms), mean, _fmt(r.init_ms, 1), _fmt(r.peak_rss_mb, 1),
+                             "; ".join(x for x in (r.delegation, "DRIFT (throttling?)" if r.drift else None) if x)])
+            else:
+                rows.append([r.device, click.format_filename(r.model), "ERROR", "", "", "", "", "", r.error])
+        click.echo(table(["device", "model", "runtime", "p50 ms", "p90 ms", "mean ± std ms", "init ms",
+                          "peak RSS MB", "note"], rows))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(results)} jobs failed: "
+                                   + "; ".join(f"{r.device}: {r.error_type}" for r in failed))
