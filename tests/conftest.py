@@ -14,6 +14,9 @@ from edgeopt.models import digits_cnn
 
 FLAVOURS = ["keras3", "tf_keras"]
 
+# Device-harness fixtures (loopback sshd, device venv, stand-in adb) for tests/bench and tests/cli.
+pytest_plugins = ["tests.bench.fixtures_harness"]
+
 
 @pytest.fixture(scope="session")
 def digits():

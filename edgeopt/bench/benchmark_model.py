@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 
 _NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
-_PREFIX = re.compile(r"^(?:INFO:\s*|[IWE]\s+tflite\s*:\s*|\S+\s+\d+\s+\d+\s+[IWE]\s+tflite\s*:\s*)")
+# "INFO: ", logcat brief "I tflite  : ", logcat threadtime "11-20 10:02:11.410  4242  4242 I tflite  : "
+_PREFIX = re.compile(r"^(?:INFO:\s*|(?:\S+\s+\S+\s+\d+\s+\d+\s+)?[VDIWEF]\s+tflite\s*:\s*)")
 _NEW_TIMINGS = re.compile(
     rf"Inference timings in us: Init: {_NUM}, First inference: {_NUM}, Warmup \(avg\): {_NUM}, Inference \(avg\): {_NUM}"
 )

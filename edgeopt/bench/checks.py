@@ -42,7 +42,7 @@ def check_device(device: str | DeviceProfile) -> list[Check]:
         return checks
     try:
         checks.append(_runtime_check(session, profile))
-        facts = session._device_facts()
+        facts = session.device_facts()
         checks.append(Check("cpu", bool(facts["cpu_model"]), f"{facts['cpu_model'] or 'unknown'} ({facts['machine']})"))
         governor = facts["governor"]
         checks.append(Check("governor", governor in (None, "performance"), f"{governor or 'not exposed'}"
@@ -66,7 +66,7 @@ def _runtime_check(session: DeviceSession, profile: DeviceProfile) -> Check:
         if os.path.isfile(local):
             remote = session.benchmark_model_path()
             return Check("runtime", True, f"benchmark_model pushed from {local} to {remote}")
-        completed = session.transport.run(["test", "-x", profile.benchmark_model], check=False)
+        completed = session.transport.run(["test", "-x", session.benchmark_model_path()], check=False)
         if completed.returncode == 0:
             return Check("runtime", True, f"benchmark_model at {profile.benchmark_model}")
         return Check("runtime", False, f"benchmark_model not found: {profile.benchmark_model}",

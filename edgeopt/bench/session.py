@@ -18,7 +18,7 @@ from edgeopt.bench import runner as runner_script
 from edgeopt.bench.benchmark_model import BenchmarkOutputError, parse_benchmark_output
 from edgeopt.bench.profiles import DeviceProfile, RunnerKind, TransportKind
 from edgeopt.bench.result import LatencyResult
-from edgeopt.bench.transports import make_transport
+from edgeopt.bench.transports import HomePath, make_transport
 from edgeopt.errors import DeviceError, RemoteCommandError
 
 RUNNER_PATH = Path(runner_script.__file__)
@@ -60,7 +60,7 @@ class DeviceSession:
         if self.profile.transport is TransportKind.LOCAL and not workdir:
             workdir = self._local_tmp = tempfile.mkdtemp(prefix="edgeopt-bench-")
         try:
-            completed = self.transport.run(["sh", "-c", _PREPARE, "sh", workdir], timeout_s=self.profile.connect_timeout_s + 30)
+            completed = self.transport.run(["sh", "-c", _PREPARE, "sh", HomePath(workdir)], timeout_s=self.profile.connect_timeout_s + 30)
         except RemoteCommandError as exc:
             raise DeviceError(
                 f"The device workdir is not writable. Received: workdir={workdir!r} ({exc.stderr_tail or exc}). "
@@ -104,7 +104,7 @@ class DeviceSession:
     def probe(self) -> dict:
         """Runtime name/version and device facts from the Python runner (`--probe`)."""
         runner = self.push(RUNNER_PATH, ".py")
-        completed = self.transport.run([self.profile.remote_python, runner, "--probe"], check=False)
+        completed = self.transport.run([HomePath(self.profile.remote_python), runner, "--probe"], check=False)
         return self._runner_json(completed, allow_codes=(0, runner_script.EXIT_RUNTIME_MISSING))
 
     def measure(self, model: str | os.PathLike, *, threads: int | None = None, runs: int = 50, warmup: int = 5,
@@ -123,11 +123,11 @@ class DeviceSession:
 
     def _python_runner(self, remote_model, threads, runs, warmup, min_secs, max_secs) -> dict:
         runner = self.push(RUNNER_PATH, ".py")
-        argv = [*self._prefix(), self.profile.remote_python, runner, "--model", remote_model, "--runs", str(runs),
+        argv = [*self._prefix(), HomePath(self.profile.remote_python), runner, "--model", remote_model, "--runs", str(runs),
                 "--warmup", str(warmup), "--min-secs", str(min_secs), "--max-secs", str(max_secs)]
         if threads:
             argv += ["--threads", str(threads)]
-        completed = self.transport.run(argv, check=False, timeout_s=max(self.profile.timeout_s, max_secs + 60))
+        completed = self.transport.run(argv, check=False)
         return self._runner_json(completed)
 
     def _runner_json(self, completed, allow_codes=(0,)) -> dict:
@@ -169,7 +169,7 @@ class DeviceSession:
             remote = self.push(binary, "")
             self.transport.run(["chmod", "+x", remote])
             return remote
-        return self.profile.benchmark_model
+        return HomePath(self.profile.benchmark_model)
 
     def _benchmark_model(self, remote_model, threads, runs, warmup, min_secs, max_secs) -> dict:
         binary = self.benchmark_model_path()
@@ -178,7 +178,7 @@ class DeviceSession:
                 *self.profile.benchmark_model_flags]
         if threads:
             argv.append(f"--num_threads={threads}")
-        completed = self.transport.run(argv, check=False, timeout_s=max(self.profile.timeout_s, max_secs + 60))
+        completed = self.transport.run(argv, check=False)
         text = completed.stdout + "\n" + completed.stderr
         if completed.returncode != 0:
             raise RemoteCommandError(
@@ -194,10 +194,10 @@ class DeviceSession:
                 device=self.device, command=argv, exit_code=completed.returncode) from None
         fields.setdefault("threads", threads)
         fields.update(runner="benchmark_model", runtime="benchmark_model")
-        fields.update(self._device_facts())
+        fields.update(self.device_facts())
         return fields
 
-    def _device_facts(self) -> dict:
+    def device_facts(self) -> dict:
         """CPU model, governor, frequency and temperature from the device's /proc and /sys."""
         script = ('cat /proc/cpuinfo 2>/dev/null; echo "@@"; '
                   'cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null; echo "@@"; '

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeopt.bench.profiles import DeviceProfile, TransportKind
-from edgeopt.bench.transports.base import Completed, Transport, remote_command_line
+from edgeopt.bench.transports.base import Completed, HomePath, Transport, remote_command_line
 
 
 def make_transport(profile: DeviceProfile) -> Transport:
@@ -20,4 +20,4 @@ def make_transport(profile: DeviceProfile) -> Transport:
     return LocalTransport(profile)
 
 
-__all__ = ["Completed", "Transport", "make_transport", "remote_command_line"]
+__all__ = ["Completed", "HomePath", "Transport", "make_transport", "remote_command_line"]

@@ -24,15 +24,20 @@ class Completed:
         return " | ".join((self.stderr or self.stdout).strip().splitlines()[-lines:])
 
 
+class HomePath(str):
+    """A path from a device profile (`python`, `workdir`) whose leading `~/` means the
+    device user's home. Every other argument is inert text, `~` included."""
+
+
 def remote_command_line(argv: list[str]) -> str:
     """One shell command line for a remote shell, every argument quoted.
 
-    An argument starting with `~/` (a profile's `python` or `workdir`) keeps its
-    home-directory meaning as `"$HOME"/'rest'`; everything else is inert text.
+    A `HomePath` starting with `~/` keeps its home-directory meaning as
+    `"$HOME"/'rest'`; everything else is quoted as is.
     """
     parts = []
     for arg in argv:
-        if arg.startswith("~/"):
+        if isinstance(arg, HomePath) and arg.startswith("~/"):
             parts.append('"$HOME"/' + shlex.quote(arg[2:]))
         else:
             parts.append(shlex.quote(arg))
