@@ -29,17 +29,25 @@ def check_device(device: str | DeviceProfile) -> list[Check]:
     session = DeviceSession(profile)
     checks: list[Check] = []
     try:
+        _run_checks(session, profile, checks)
+    finally:
+        session.cleanup()
+    return checks
+
+
+def _run_checks(session: DeviceSession, profile: DeviceProfile, checks: list[Check]) -> None:
+    try:
         session.transport.run(["true"], timeout_s=profile.connect_timeout_s + 20)
         checks.append(Check("reachable", True, f"{profile.transport} to {_where(profile)}"))
     except DeviceError as exc:
         checks.append(Check("reachable", False, _short(exc), _hint(exc)))
-        return checks
+        return
     try:
         workdir = session.prepare()
         checks.append(Check("workdir writable", True, workdir))
     except DeviceError as exc:
         checks.append(Check("workdir writable", False, _short(exc), _hint(exc)))
-        return checks
+        return
     try:
         checks.append(_runtime_check(session, profile))
         facts = session.device_facts()
@@ -55,9 +63,6 @@ def check_device(device: str | DeviceProfile) -> list[Check]:
                             None if temp is None or temp < 70 else "Let the device cool down or add a heatsink/fan."))
     except DeviceError as exc:
         checks.append(Check("device", False, _short(exc), _hint(exc)))
-    finally:
-        session.cleanup()
-    return checks
 
 
 def _runtime_check(session: DeviceSession, profile: DeviceProfile) -> Check:

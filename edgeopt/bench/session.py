@@ -48,7 +48,11 @@ class DeviceSession:
         return self.profile.name
 
     def __enter__(self) -> "DeviceSession":
-        self.prepare()
+        try:
+            self.prepare()
+        except BaseException:
+            self.transport.close()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -87,16 +91,18 @@ class DeviceSession:
         return words[0] if words and len(words[0]) == 64 else None
 
     def cleanup(self) -> None:
-        if self.keep or self.workdir is None:
-            return
-        paths = list(self._pushed.values())
+        """Removes pushed files (unless `keep`) and closes the transport."""
         try:
-            if paths:
-                self.transport.run(["rm", "-f", *paths], check=False, timeout_s=60)
-            self.transport.run(["rmdir", self.workdir], check=False, timeout_s=60)  # only if empty
+            if not self.keep and self.workdir is not None:
+                paths = list(self._pushed.values())
+                if paths:
+                    self.transport.run(["rm", "-f", *paths], check=False, timeout_s=60)
+                self.transport.run(["rmdir", self.workdir], check=False, timeout_s=60)  # only if empty
+                self._pushed.clear()
         except DeviceError:
             pass  # the device went away; nothing more to clean
-        self._pushed.clear()
+        finally:
+            self.transport.close()
 
     def _prefix(self) -> list[str]:
         return ["taskset", self.profile.cpu_mask] if self.profile.cpu_mask else []

@@ -15,6 +15,14 @@ from edgeopt.errors import RemoteCommandError
 NASTY = ["a b", "$(touch PWNED)", "'q'", '"dq"', "`touch PWNED2`", "; touch PWNED3", "x\ny", "~/not-home", "*"]
 
 
+def _run_once(profile, argv) -> str:
+    transport = DeviceSession(profile).transport
+    try:
+        return transport.run(argv).stdout
+    finally:
+        transport.close()
+
+
 class TransportContract:
     @pytest.fixture
     def profile(self):
@@ -56,17 +64,15 @@ class TransportContract:
         with DeviceSession(profile) as session:
             remote = session.push(local)
             workdir = session.workdir
-        probe = DeviceSession(profile).transport.run(["sh", "-c", 'test -e "$1" && echo yes || echo no', "sh", remote])
-        assert probe.stdout.strip() == "no"
-        assert DeviceSession(profile).transport.run(["sh", "-c", 'test -d "$1" && echo yes || echo no', "sh",
-                                                      workdir]).stdout.strip() == "no"
+        assert _run_once(profile, ["sh", "-c", 'test -e "$1" && echo yes || echo no', "sh", remote]) == "no\n"
+        assert _run_once(profile, ["sh", "-c", 'test -d "$1" && echo yes || echo no', "sh", workdir]) == "no\n"
 
     def test_keep_leaves_files(self, profile, tmp_path):
         local = tmp_path / "m.bin"
         local.write_bytes(b"y" * 10)
         with DeviceSession(profile, keep=True) as session:
             remote = session.push(local)
-        assert DeviceSession(profile).transport.run(["cat", remote]).stdout == "y" * 10
+        assert _run_once(profile, ["cat", remote]) == "y" * 10
 
 
 class TestLocal(TransportContract):

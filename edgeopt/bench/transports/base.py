@@ -66,6 +66,9 @@ class Transport(ABC):
     def _classify(self, completed: Completed) -> None:
         """Raises the transport's own error (unreachable, auth...) if `completed` shows one."""
 
+    def close(self) -> None:
+        """Releases what the transport holds open (an ssh master connection)."""
+
     def run(self, argv: list[str], *, timeout_s: float | None = None, check: bool = True) -> Completed:
         """Runs `argv` on the device and returns its output.
 
