@@ -37,6 +37,12 @@ _LAZY = {
     "LatencyResult": "edgeopt.bench.result",
     "DeviceProfile": "edgeopt.bench.profiles",
     "load_profile": "edgeopt.bench.profiles",
+    "Pruning": "edgeopt.pruning.callback",
+    "KeepSparsity": "edgeopt.pruning.callback",
+    "ConstantSparsity": "edgeopt.pruning.schedule",
+    "PolynomialDecay": "edgeopt.pruning.schedule",
+    "PruningSchedule": "edgeopt.pruning.schedule",
+    "sparsity_report": "edgeopt.pruning.report",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -48,6 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.convert.inspect import inspect_tflite
     from edgeopt.convert.precision import IODtype, Precision
     from edgeopt.datasets import load_digits_splits
+    from edgeopt.pruning.callback import KeepSparsity, Pruning
+    from edgeopt.pruning.report import sparsity_report
+    from edgeopt.pruning.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
 
 
 def __getattr__(name: str):
