@@ -43,6 +43,9 @@ _LAZY = {
     "PolynomialDecay": "edgeopt.pruning.schedule",
     "PruningSchedule": "edgeopt.pruning.schedule",
     "sparsity_report": "edgeopt.pruning.report",
+    "cluster_weights": "edgeopt.clustering.api",
+    "strip_clustering": "edgeopt.clustering.api",
+    "factorize": "edgeopt.lowrank.factorize",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +56,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.convert.exporter import ExportReport, export_tflite
     from edgeopt.convert.inspect import inspect_tflite
     from edgeopt.convert.precision import IODtype, Precision
+    from edgeopt.clustering.api import cluster_weights, strip_clustering
     from edgeopt.datasets import load_digits_splits
+    from edgeopt.lowrank.factorize import factorize
     from edgeopt.pruning.callback import KeepSparsity, Pruning
     from edgeopt.pruning.report import sparsity_report
     from edgeopt.pruning.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule

@@ -158,3 +158,34 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
             f"Cannot load the model. Received: {str(path)!r} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}). "
             "Check that the file is complete and was saved with `model.save(...)`."
         ) from exc
+
+
+def import_tfmot() -> Any:
+    """Imports tensorflow-model-optimization for a tf_keras model, without side effects.
+
+    tfmot sets `TF_USE_LEGACY_KERAS=1` when imported, which silently turns `tf.keras`
+    into tf_keras for the rest of the process (and its subprocesses). The variable is
+    restored right after the import; tfmot keeps the tf_keras it bound.
+    """
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"tensorflow-model-optimization is needed for tf_keras models. Received: {exc}. "
+            f"Install it with `{_PIP[Flavour.TF_KERAS]}`."
+        ) from exc
+    finally:
+        if before is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = before
+    return tfmot
+
+
+def clone_with_weights(model: Any) -> Any:
+    """A copy of a model with new layer objects and the same weights."""
+    module = keras_module(flavour_of(model))
+    clone = module.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone

@@ -1,0 +1,82 @@
+"""`cluster_weights` / `strip_clustering`: weight sharing for Keras 3 and tf_keras.
+
+tf_keras models go through tfmot's clustering, on a copy (tfmot wraps the layer
+objects it is given, which would change the caller's model); Keras 3 models through
+edgeopt's own constraint-based clustering (`clustering.keras3`). Either way the input
+model is left untouched and a new model is returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from edgeopt import _keras
+from edgeopt._layers import WEIGHT_LAYER_TYPES, select_layers
+from edgeopt.clustering import keras3 as keras3_clustering
+from edgeopt.clustering.init import CentroidInit, parse_init
+from edgeopt.errors import ConfigError
+
+_TFMOT_INIT = {CentroidInit.KMEANS_PLUS_PLUS: "KMEANS_PLUS_PLUS", CentroidInit.LINEAR: "LINEAR",
+               CentroidInit.DENSITY: "DENSITY_BASED"}
+
+
+def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", preserve_sparsity: bool = False,
+                    layer_types: Sequence[str] = WEIGHT_LAYER_TYPES, include: Sequence[str] | None = None,
+                    exclude: Sequence[str] = (), min_params: int = 0) -> Any:
+    """Returns a copy of `model` whose selected kernels share `clusters` values.
+
+    Compile and `fit` the returned model as usual, then call `strip_clustering` on it.
+
+    Example:
+
+    ```python
+    clustered = edgeopt.cluster_weights(model, clusters=16, init="kmeans++")
+    clustered.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    clustered.fit(x, y, epochs=2)
+    final = edgeopt.strip_clustering(clustered)   # each kernel: at most 16 distinct values
+    ```
+
+    Args:
+        model: a Keras 3 or tf_keras model; not modified.
+        clusters: shared values per kernel (>= 2). Defaults to `16`.
+        init: `"kmeans++"`, `"linear"` or `"density"`. Defaults to `"kmeans++"`.
+        preserve_sparsity: pruned zeros stay exactly zero. Defaults to `False`.
+        layer_types: layer types to cluster. Defaults to Dense, Conv1D, Conv2D, DepthwiseConv2D.
+        include: layer-name patterns to cluster. Defaults to `None` (all).
+        exclude: layer-name patterns to leave alone. Defaults to `()`.
+        min_params: skip kernels with fewer weights. Defaults to `0`.
+    """
+    if not isinstance(clusters, int) or isinstance(clusters, bool) or clusters < 2:
+        raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={clusters!r}. "
+                          "16 clusters (4-bit indices) is a common start.")
+    init = parse_init(init)
+    flavour = _keras.flavour_of(model)
+    selection = dict(layer_types=layer_types, include=include, exclude=exclude, min_params=min_params,
+                     what="clustering")
+    select_layers(model, **selection)  # fail on the caller's model before copying
+    clone = _keras.clone_with_weights(model)
+    if flavour is _keras.Flavour.KERAS3:
+        keras3_clustering.cluster_targets(select_layers(clone, **selection), clusters, init, preserve_sparsity)
+        return clone
+    return _tfmot_cluster(clone, {t.name for t in select_layers(clone, **selection)}, clusters, init, preserve_sparsity)
+
+
+def _tfmot_cluster(clone: Any, names: set[str], clusters: int, init: CentroidInit, preserve_sparsity: bool) -> Any:
+    tfmot = _keras.import_tfmot()
+    tf_keras = _keras.keras_module(_keras.Flavour.TF_KERAS)
+    params = {"number_of_clusters": clusters, "preserve_sparsity": preserve_sparsity,
+              "cluster_centroids_init": getattr(tfmot.clustering.keras.CentroidInitialization, _TFMOT_INIT[init])}
+
+    def wrap(layer):
+        return tfmot.clustering.keras.cluster_weights(layer, **params) if layer.name in names else layer
+
+    # `clone` is already a private copy, so tfmot may wrap its layer objects.
+    return tf_keras.models.clone_model(clone, clone_function=wrap)
+
+
+def strip_clustering(model: Any) -> Any:
+    """A plain model (no wrappers, no constraints) with the clustered kernel values."""
+    if _keras.flavour_of(model) is _keras.Flavour.KERAS3:
+        return keras3_clustering.strip(model)
+    tfmot = _keras.import_tfmot()
+    return tfmot.clustering.keras.strip_clustering(model)
