@@ -244,3 +244,31 @@ def inspect_tflite(model: str | os.PathLike | bytes) -> TfliteInfo:
         ops=ops,
     )
     return info
+
+
+_NUMPY_TYPES = {"FLOAT32": "<f4", "FLOAT16": "<f2", "FLOAT64": "<f8", "INT8": "i1", "UINT8": "u1", "INT16": "<i2",
+                "INT32": "<i4", "INT64": "<i8"}
+
+
+def constant_tensors(model: bytes) -> dict[str, "np.ndarray"]:
+    """The constant (weight) tensors of a .tflite model by name, decoded to numpy.
+
+    Types numpy cannot hold directly (int4, packed) are left out.
+    """
+    import numpy as np
+
+    parsed = parse_model(model)
+    type_names = _names(_schema().TensorType)
+    values = {}
+    for subgraph in parsed.subgraphs:
+        for tensor in subgraph.tensors or []:
+            data = parsed.buffers[tensor.buffer].data
+            dtype = _NUMPY_TYPES.get(type_names.get(tensor.type, ""))
+            if data is None or not len(data) or dtype is None:
+                continue
+            array = np.frombuffer(bytes(data), dtype=dtype)
+            shape = [int(d) for d in (tensor.shape if tensor.shape is not None else [])]
+            if int(np.prod(shape)) == array.size:
+                array = array.reshape(shape)
+            values[(tensor.name or b"").decode(errors="replace")] = array
+    return values
