@@ -89,6 +89,8 @@ class Pruning(FitCallback):
         self._apply_fn = None
         self._next_update = None
         self._applied_sparsity: float | None = None
+        self._steps_before_epoch = 0
+        self._epoch_batches = 0
 
     # -- fit hooks ---------------------------------------------------------------------
 
@@ -101,7 +103,7 @@ class Pruning(FitCallback):
                                      min_params=self.min_params, what="pruning")
         if self.n_m is not None:
             self._drop_layers_without_n_m_groups()
-        step = self._step()
+        step = self._steps_before_epoch = self._step()
         if self.hold or (self.schedule is not None and step > self.schedule.begin_step):
             # keep the zeros already there (a pruned model, or a run resumed mid-schedule)
             self._set_masks([w != 0 for w in self._weights()])
@@ -110,9 +112,16 @@ class Pruning(FitCallback):
             self._next_update = begin if step <= begin else begin + -(-(step - begin) // self.frequency) * self.frequency
             self._warn_if_unreached(step)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_batches = 0
+
     def on_train_batch_end(self, batch, logs=None):
+        # Steps are counted here, not read from the optimizer every batch: a read would
+        # wait for the device each step. `batch` is the index within the epoch (the last
+        # one of a `steps_per_execution` group).
+        self._epoch_batches = batch + 1
         if self._next_update is not None:
-            step = self._step()
+            step = self._steps_before_epoch + self._epoch_batches
             if step >= self._next_update and self.schedule.active(step):
                 self._update_masks(step)
                 while self._next_update <= step:
@@ -121,6 +130,7 @@ class Pruning(FitCallback):
             self._apply_fn()
 
     def on_epoch_end(self, epoch, logs=None):
+        self._steps_before_epoch += self._epoch_batches
         if logs is not None and self.targets:
             logs["sparsity"] = self.current_sparsity()
 
