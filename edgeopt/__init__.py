@@ -46,6 +46,8 @@ _LAZY = {
     "cluster_weights": "edgeopt.clustering.api",
     "strip_clustering": "edgeopt.clustering.api",
     "factorize": "edgeopt.lowrank.factorize",
+    "quantize_aware": "edgeopt.qat.api",
+    "Distiller": "edgeopt.distill.api",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +60,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.convert.precision import IODtype, Precision
     from edgeopt.clustering.api import cluster_weights, strip_clustering
     from edgeopt.datasets import load_digits_splits
+    from edgeopt.distill.api import Distiller
+    from edgeopt.qat.api import quantize_aware
     from edgeopt.lowrank.factorize import factorize
     from edgeopt.pruning.callback import KeepSparsity, Pruning
     from edgeopt.pruning.report import sparsity_report

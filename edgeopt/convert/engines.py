@@ -36,8 +36,13 @@ def convert_saved_model(
     *,
     calibration: np.ndarray | None = None,
     io_dtype: IODtype = IODtype.INT8,
+    learned_ranges: bool = False,
 ) -> tuple[bytes, dict]:
-    """Converts a SavedModel with `tf.lite.TFLiteConverter`; returns bytes and settings."""
+    """Converts a SavedModel with `tf.lite.TFLiteConverter`; returns bytes and settings.
+
+    With `learned_ranges` (a quantization-aware model) int8 takes its scales from the
+    model's fake-quant ops and no representative dataset is used.
+    """
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
@@ -48,17 +53,21 @@ def convert_saved_model(
     if precision is Precision.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
         settings["supported_types"] = ["float16"]
-    if precision.needs_calibration:
+    if learned_ranges:
+        settings["quantization_aware"] = True  # scales from the model's fake-quant ranges
+    elif precision.needs_calibration:
         if calibration is None:
             raise ConversionError(f"{precision} needs calibration samples. Received: None. Pass calibration data.")
         converter.representative_dataset = _representative(calibration)
         settings["calibration_samples"] = int(len(calibration))
     if precision is Precision.INT8:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if not learned_ranges:  # the converter then insists on a representative dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            settings["supported_ops"] = ["TFLITE_BUILTINS_INT8"]
         io_type = {IODtype.INT8: tf.int8, IODtype.UINT8: tf.uint8, IODtype.FLOAT32: tf.float32}[io_dtype]
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
-        settings.update(supported_ops=["TFLITE_BUILTINS_INT8"], io_dtype=str(io_dtype))
+        settings["io_dtype"] = str(io_dtype)
     if precision is Precision.INT16X8:
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8

@@ -161,7 +161,9 @@ def export_tflite(
         ) from None
     if calibration_samples < 1:
         raise ConfigError(f"calibration_samples must be at least 1. Received: calibration_samples={calibration_samples}.")
-    needs_calibration = [str(p) for p in precisions if p.needs_calibration]
+    source = open_source(model, unsafe=unsafe)
+    needs_calibration = [str(p) for p in precisions if p.needs_calibration
+                         and not (p is Precision.INT8 and source.quantization_aware)]
     if needs_calibration and calibration_data is None:
         raise ConfigError(
             f"{' and '.join(needs_calibration)} need calibration data (representative inputs). "
@@ -173,7 +175,6 @@ def export_tflite(
             f"max_accuracy_drop needs labelled evaluation data. Received: max_accuracy_drop={max_accuracy_drop} "
             "and no eval data. Pass --eval-data test.npz (arrays x and y)."
         )
-    source = open_source(model, unsafe=unsafe)
     stem = name or getattr(source, "name", None) or "model"
     output_dir = ensure_writable_dir(output_dir)
     calibration = None
@@ -216,7 +217,7 @@ def export_tflite(
                     data, settings = float_bytes, float_settings
                 else:
                     data, settings = _convert(precision, saved_model, float_bytes, float_check, check_x,
-                                              calibration, io_dtype, say)
+                                              calibration, io_dtype, say, source.quantization_aware)
             except EdgeoptError as exc:
                 if precision is Precision.FLOAT32:
                     raise
@@ -276,7 +277,7 @@ def _check_samples(source: ModelSource, evaluation: Dataset | None, calibration:
     return rng.standard_normal((8, *shape[1:])).astype(source.input_info.dtype)
 
 
-def _convert(precision, saved_model, float_bytes, float_check, check_x, calibration, io_dtype, say):
+def _convert(precision, saved_model, float_bytes, float_check, check_x, calibration, io_dtype, say, qat):
     if precision in engines.QUANTIZER_PRECISIONS:
         say(f"quantizing {precision} (ai-edge-quantizer, from the float32 model)")
         try:
@@ -297,6 +298,11 @@ def _convert(precision, saved_model, float_bytes, float_check, check_x, calibrat
         settings["fallback_reason"] = problem
         return data, settings
     samples = calibration.x if calibration is not None else None
+    if qat and precision is Precision.INT8:
+        # The learned fake-quant ranges set the scales; calibration would override them.
+        say("converting int8 from the quantization-aware model's learned ranges (TFLite converter)")
+        data, settings = engines.convert_saved_model(saved_model, precision, io_dtype=io_dtype, learned_ranges=True)
+        return data, settings
     what = f" (calibrating on {len(samples)} samples)" if samples is not None and precision.needs_calibration else ""
     say(f"converting {precision}{what} (TFLite converter)")
     return engines.convert_saved_model(saved_model, precision, calibration=samples, io_dtype=io_dtype)

@@ -60,6 +60,15 @@ class ModelSource(ABC):
     def description(self) -> str:
         return self.kind
 
+    @property
+    def quantization_aware(self) -> bool:
+        """True for a QAT model: its fake-quant ranges, not calibration, set int8 scales."""
+        return False
+
+
+# Layer classes that carry learned quantization ranges (tfmot's and edgeopt's own).
+QAT_LAYER_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "FakeQuant")
+
 
 class KerasSource(ModelSource):
     """A `keras.Model` (Keras 3, TensorFlow backend) or a `tf_keras.Model`."""
@@ -95,6 +104,12 @@ class KerasSource(ModelSource):
     @property
     def description(self) -> str:
         return f"{self.flavour} model {self.name!r}"
+
+    @property
+    def quantization_aware(self) -> bool:
+        from edgeopt._layers import iter_layers
+
+        return any(type(layer).__name__.startswith(QAT_LAYER_CLASSES) for layer in iter_layers(self.model))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         out = self.model.predict(x, batch_size=64, verbose=0)

@@ -1,0 +1,47 @@
+"""`quantize_aware`: a trainable quantization-aware copy of a Keras model."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from edgeopt import _keras
+from edgeopt.errors import ConfigError, EdgeoptError
+
+PRESERVE = (None, "sparsity", "clusters")
+
+
+def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_types: Sequence[str] | None = None,
+                   skip: Sequence[str] | bool | None = None, preserve: str | None = None) -> Any:
+    """Returns a quantization-aware copy of `model` to compile and `fit`; `model` is untouched.
+
+    Example:
+
+    ```python
+    qat = edgeopt.quantize_aware(model, preserve="sparsity")   # keeps a pruned model's zeros
+    qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    qat.fit(x, y, epochs=2)
+    edgeopt.export_tflite(qat, ["int8"], output_dir="out", eval_data=(x_test, y_test))
+    ```
+
+    Args:
+        model: a functional or Sequential tf_keras model (through tfmot).
+        layers: names of the layers to quantize. Defaults to `None` (all).
+        layer_types: class names of the layers to quantize (e.g. `["Conv2D", "Dense"]`).
+            Defaults to `None` (all).
+        skip: layer names tfmot cannot quantize that may stay float, or `True` for all
+            such layers (with a warning). Defaults to `None`: such layers are an error.
+        preserve: `"sparsity"` (pruning-preserving QAT) or `"clusters"`
+            (cluster-preserving QAT). Defaults to `None`.
+    """
+    if preserve not in PRESERVE:
+        raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
+    flavour = _keras.flavour_of(model)
+    if flavour is _keras.Flavour.KERAS3:
+        raise EdgeoptError(
+            "Quantization-aware training of Keras 3 models is not available yet. "
+            f"Received: a Keras 3 model {getattr(model, 'name', '')!r}. Either rebuild the model with tf_keras "
+            "(tfmot's QAT then applies), or use post-training int8 (export_tflite(..., ['int8'])) until edgeopt's "
+            "native Keras 3 QAT lands.")
+    from edgeopt.qat.tfmot_backend import quantize_aware_tf_keras
+
+    return quantize_aware_tf_keras(model, layers=layers, layer_types=layer_types, skip=skip, preserve=preserve)
