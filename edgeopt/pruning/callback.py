@@ -99,7 +99,9 @@ class Pruning(FitCallback):
         types = self.layer_types
         if self.n_m is not None:
             types = tuple(t for t in types if t != "DepthwiseConv2D")  # no input-channel reduction
-        self.targets = select_layers(self.model, layer_types=types, include=self.include, exclude=self.exclude,
+        # Inside a Distiller, prune the student only, never the (frozen) teacher.
+        model = getattr(self.model, "student", None) if hasattr(self.model, "teacher") else None
+        self.targets = select_layers(model or self.model, layer_types=types, include=self.include, exclude=self.exclude,
                                      min_params=self.min_params, what="pruning")
         if self.n_m is not None:
             self._drop_layers_without_n_m_groups()

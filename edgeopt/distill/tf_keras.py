@@ -1,0 +1,82 @@
+"""tf_keras distillation: edgeopt's own `Model` subclass with the Keras 3 API's shape.
+
+tf_keras has no `Distiller`, so the train/test steps are written here. Feature
+distillation is not offered for tf_keras models.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tf_keras
+
+from edgeopt.distill.losses import soft_target_loss
+from edgeopt.errors import ConfigError
+
+
+class TfKerasDistiller(tf_keras.Model):
+    """Trains `student` on `alpha * hard + (1 - alpha) * T² * KL(teacher || student)`."""
+
+    def __init__(self, student, teacher, *, temperature, alpha, teacher_probs, student_probs, **kwargs):
+        super().__init__(name="distiller", **kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.temperature = temperature
+        self.alpha = alpha
+        self.teacher_probs = teacher_probs
+        self.student_probs = student_probs
+        self.student_loss_tracker = tf_keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = tf_keras.metrics.Mean(name="distillation_loss")
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        if loss is None:
+            loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not self.student_probs)
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.hard_loss = tf_keras.losses.get(loss)
+
+    @property
+    def metrics(self):
+        return [self.student_loss_tracker, self.distillation_loss_tracker] + super().metrics
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def _loss_terms(self, x, y, student_out):
+        teacher_out = self.teacher(x, training=False)
+        hard = self.hard_loss(y, student_out)
+        soft = soft_target_loss(tf, teacher_out, student_out, temperature=self.temperature,
+                                teacher_probs=self.teacher_probs, student_probs=self.student_probs)
+        return self.alpha * hard + (1.0 - self.alpha) * soft, hard, soft
+
+    def train_step(self, data):
+        x, y = data[0], data[1]
+        with tf.GradientTape() as tape:
+            student_out = self.student(x, training=True)
+            total, hard, soft = self._loss_terms(x, y, student_out)
+            scaled = self.optimizer.get_scaled_loss(total) if hasattr(self.optimizer, "get_scaled_loss") else total
+        variables = self.student.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        if hasattr(self.optimizer, "get_unscaled_gradients"):
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return self._update(y, student_out, total, hard, soft)
+
+    def test_step(self, data):
+        x, y = data[0], data[1]
+        student_out = self.student(x, training=False)
+        total, hard, soft = self._loss_terms(x, y, student_out)
+        return self._update(y, student_out, total, hard, soft)
+
+    def _update(self, y, student_out, total, hard, soft):
+        self.student_loss_tracker.update_state(hard)
+        self.distillation_loss_tracker.update_state(soft)
+        self.compiled_metrics.update_state(y, student_out)
+        result = {m.name: m.result() for m in self.metrics}
+        result["loss"] = total
+        return result
+
+    def fit(self, *args, **kwargs):
+        if self.optimizer is None or not getattr(self, "_is_compiled", False):
+            raise ConfigError("The Distiller must be compiled before fit. Received: fit() on an uncompiled "
+                              "Distiller. Call distiller.compile(optimizer='adam', metrics=['accuracy']) first.")
+        return super().fit(*args, **kwargs)
