@@ -18,7 +18,11 @@ import tensorflow as tf  # noqa: E402
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
+import warnings  # noqa: E402
+
 import edgeopt  # noqa: E402
+
+warnings.simplefilter("ignore")
 from edgeopt.models import digits_cnn  # noqa: E402
 
 
@@ -42,6 +46,12 @@ def main() -> None:
         kernel = final.get_layer("dense1").get_weights()[0]
         out[f"{flavour}_cluster_values"] = int(len(np.unique(kernel)))
         out[f"{flavour}_cluster_sparsity"] = float(np.mean(kernel == 0))
+        with strategy.scope():
+            student = digits_cnn(flavour=flavour, width=4, softmax=False)
+            distiller = edgeopt.Distiller(student=student, teacher=model, temperature=2.0, alpha=0.5)
+            distiller.compile(optimizer="adam", metrics=["accuracy"])
+        history = distiller.fit(data.x_train, data.y_train, epochs=2, batch_size=64, verbose=0)
+        out[f"{flavour}_distill_loss"] = [float(v) for v in history.history["loss"]]
     print(json.dumps(out))
 
 

@@ -32,10 +32,12 @@ def as_logits(tf, outputs, probabilities: bool):
     return tf.math.log(tf.clip_by_value(outputs, 1e-7, 1.0))
 
 
-def soft_target_loss(tf, teacher_out, student_out, *, temperature: float, teacher_probs: bool, student_probs: bool):
-    """`T² · KL(softmax(t/T) || softmax(s/T))`, averaged over the batch."""
+def soft_target_loss(tf, teacher_out, student_out, *, temperature: float, teacher_probs: bool, student_probs: bool,
+                     per_example: bool = False):
+    """`T² · KL(softmax(t/T) || softmax(s/T))`, averaged over the batch (or per example)."""
     t = as_logits(tf, teacher_out, teacher_probs) / temperature
     s = as_logits(tf, student_out, student_probs) / temperature
     p_teacher = tf.nn.softmax(t, axis=-1)
     kl = tf.reduce_sum(p_teacher * (tf.nn.log_softmax(t, axis=-1) - tf.nn.log_softmax(s, axis=-1)), axis=-1)
-    return tf.reduce_mean(kl) * (temperature**2)
+    kl = kl * (temperature**2)
+    return kl if per_example else tf.reduce_mean(kl)

@@ -32,7 +32,10 @@ class TfKerasDistiller(tf_keras.Model):
         if loss is None:
             loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not self.student_probs)
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        self.hard_loss = tf_keras.losses.get(loss)
+        loss = tf_keras.losses.get(loss)
+        if isinstance(loss, tf_keras.losses.Loss):  # per-example values, averaged below
+            loss = loss.__class__.from_config(dict(loss.get_config(), reduction="none"))
+        self.hard_loss = loss
 
     @property
     def metrics(self):
@@ -42,11 +45,17 @@ class TfKerasDistiller(tf_keras.Model):
         return self.student(inputs, training=training)
 
     def _loss_terms(self, x, y, student_out):
+        # Per-example losses averaged over the global batch, so the gradients are right
+        # under tf.distribute strategies too.
         teacher_out = self.teacher(x, training=False)
         hard = self.hard_loss(y, student_out)
         soft = soft_target_loss(tf, teacher_out, student_out, temperature=self.temperature,
-                                teacher_probs=self.teacher_probs, student_probs=self.student_probs)
-        return self.alpha * hard + (1.0 - self.alpha) * soft, hard, soft
+                                teacher_probs=self.teacher_probs, student_probs=self.student_probs, per_example=True)
+        total = tf.nn.compute_average_loss(self.alpha * hard + (1.0 - self.alpha) * soft)
+        return total, tf.reduce_mean(hard), tf.reduce_mean(soft)
+
+    def _reported_loss(self, hard, soft):
+        return self.alpha * hard + (1.0 - self.alpha) * soft
 
     def train_step(self, data):
         x, y = data[0], data[1]
@@ -72,7 +81,8 @@ class TfKerasDistiller(tf_keras.Model):
         self.distillation_loss_tracker.update_state(soft)
         self.compiled_metrics.update_state(y, student_out)
         result = {m.name: m.result() for m in self.metrics}
-        result["loss"] = total
+        result["loss"] = self._reported_loss(self.student_loss_tracker.result(),
+                                             self.distillation_loss_tracker.result())
         return result
 
     def fit(self, *args, **kwargs):

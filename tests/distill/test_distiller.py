@@ -1,0 +1,106 @@
+"""The Distiller on both Keras flavours (template class), with real fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import edgeopt
+from edgeopt import ConfigError, ConstantSparsity, Distiller, Pruning
+from edgeopt._keras import keras_module
+
+
+def mlp(flavour, width, softmax=False, inputs=(8, 8, 1), classes=10, seed=0):
+    k = keras_module(flavour)
+    k.utils.set_random_seed(seed)
+    return k.Sequential([k.Input(inputs), k.layers.Flatten(), k.layers.Dense(width, activation="relu", name="hidden"),
+                         k.layers.Dense(classes, activation="softmax" if softmax else None, name="out")])
+
+
+class DistillerContract:
+    flavour: str
+
+    @pytest.fixture(scope="class")
+    def teacher(self, digits):
+        k = keras_module(self.flavour)
+        teacher = mlp(self.flavour, 128)
+        teacher.compile(optimizer="adam", loss=k.losses.SparseCategoricalCrossentropy(from_logits=True))
+        teacher.fit(digits.x_train, digits.y_train, epochs=10, verbose=0)
+        teacher.trainable = False
+        return teacher
+
+    def test_student_moves_toward_the_teacher(self, teacher, digits):
+        # alpha=0 and shuffled labels: the only useful signal is the teacher.
+        student = mlp(self.flavour, 32, seed=1)
+        agree = lambda: np.mean(student.predict(digits.x_test, verbose=0).argmax(1) ==  # noqa: E731
+                                teacher.predict(digits.x_test, verbose=0).argmax(1))
+        before = agree()
+        distiller = Distiller(student=student, teacher=teacher, temperature=2.0, alpha=0.0)
+        distiller.compile(optimizer="adam", metrics=["accuracy"])
+        noise = np.random.default_rng(0).permutation(digits.y_train)
+        distiller.fit(digits.x_train, noise, epochs=8, verbose=0)
+        assert before < 0.3 and agree() > 0.85
+
+    def test_fit_with_validation_callbacks_and_student_save(self, teacher, digits, tmp_path):
+        teacher_weights = [w.copy() for w in teacher.get_weights()]
+        distiller = Distiller(student=mlp(self.flavour, 32, seed=2), teacher=teacher, temperature=4.0, alpha=0.1)
+        distiller.compile(optimizer="adam", metrics=["accuracy"])
+        history = distiller.fit(digits.x_train, digits.y_train, epochs=6, verbose=0,
+                                validation_data=(digits.x_val, digits.y_val),
+                                callbacks=[Pruning(ConstantSparsity(0.5), frequency=5)])
+        assert {"val_accuracy", "sparsity", "distillation_loss"} <= set(history.history)
+        assert history.history["sparsity"][-1] == pytest.approx(0.5, abs=0.01)
+        for a, b in zip(teacher_weights, teacher.get_weights()):
+            np.testing.assert_array_equal(a, b)  # frozen and never pruned
+        results = distiller.evaluate(digits.x_test, digits.y_test, verbose=0, return_dict=True)
+        assert results["accuracy"] > 0.5  # chance is 0.1; 6 epochs while pruning to 50 %
+        distiller.student.save(tmp_path / "student.keras")
+        loaded = edgeopt.load_model(tmp_path / "student.keras")
+        np.testing.assert_allclose(loaded.predict(digits.x_test[:8], verbose=0),
+                                   distiller.student.predict(digits.x_test[:8], verbose=0), atol=1e-5)
+
+    def test_probability_outputs_are_detected(self, teacher, digits):
+        with pytest.warns(UserWarning, match="student ends in a softmax"):
+            distiller = Distiller(student=mlp(self.flavour, 16, softmax=True), teacher=teacher)
+        distiller.compile(optimizer="adam", metrics=["accuracy"])
+        history = distiller.fit(digits.x_train, digits.y_train, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            (dict(student_inputs=(4, 4, 1)), r"different inputs. Received: teacher \(8, 8, 1\), student \(4, 4, 1\)"),
+            (dict(classes=5), "different output widths. Received: teacher 10, student 5"),
+            (dict(temperature=0), "temperature must be > 0"),
+            (dict(alpha=1.5), r"alpha must be in \[0, 1\]"),
+        ],
+    )
+    def test_bad_arguments(self, teacher, kwargs, message):
+        kwargs = dict(kwargs)  # parametrize shares the dict between the two flavours
+        student = mlp(self.flavour, 8, inputs=kwargs.pop("student_inputs", (8, 8, 1)), classes=kwargs.pop("classes", 10))
+        with pytest.raises(ConfigError, match=message):
+            Distiller(student=student, teacher=teacher, **kwargs)
+
+    def test_fit_before_compile(self, teacher, digits):
+        distiller = Distiller(student=mlp(self.flavour, 8), teacher=teacher)
+        with pytest.raises(ConfigError, match="must be compiled before fit"):
+            distiller.fit(digits.x_train, digits.y_train, epochs=1, verbose=0)
+
+    def test_trainable_teacher_is_frozen_with_a_warning(self, digits):
+        teacher = mlp(self.flavour, 16)
+        with pytest.warns(UserWarning, match="teacher was trainable; it is now frozen"):
+            Distiller(student=mlp(self.flavour, 8), teacher=teacher)
+        assert teacher.trainable is False
+
+
+class TestKeras3Distiller(DistillerContract):
+    flavour = "keras3"
+
+
+class TestTfKerasDistiller(DistillerContract):
+    flavour = "tf_keras"
+
+
+def test_mixed_flavours_are_refused():
+    with pytest.raises(ConfigError, match="same Keras"):
+        Distiller(student=mlp("keras3", 8), teacher=mlp("tf_keras", 8))
