@@ -48,6 +48,8 @@ _LAZY = {
     "factorize": "edgeopt.lowrank.factorize",
     "quantize_aware": "edgeopt.qat.api",
     "Distiller": "edgeopt.distill.api",
+    "run_recipe": "edgeopt.pipeline.run",
+    "load_recipe": "edgeopt.pipeline.recipe",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,6 +63,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.clustering.api import cluster_weights, strip_clustering
     from edgeopt.datasets import load_digits_splits
     from edgeopt.distill.api import Distiller
+    from edgeopt.pipeline.recipe import load_recipe
+    from edgeopt.pipeline.run import run_recipe
     from edgeopt.qat.api import quantize_aware
     from edgeopt.lowrank.factorize import factorize
     from edgeopt.pruning.callback import KeepSparsity, Pruning

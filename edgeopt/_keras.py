@@ -122,6 +122,16 @@ def check_model_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def _mentions(path: Path, needle: bytes) -> bool:
+    try:
+        if path.suffix == ".keras":
+            with zipfile.ZipFile(path) as archive:
+                return needle in archive.read("config.json")
+        return needle in path.read_bytes()[:1 << 20]
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+
+
 def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
     """Loads a `.keras` or `.h5` model with the Keras that wrote it.
 
@@ -142,6 +152,9 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
     flavour = file_flavour(path)
     module = keras_module(flavour)
     try:
+        if flavour is Flavour.TF_KERAS and _mentions(path, b"QuantizeWrapper"):
+            with import_tfmot().quantization.keras.quantize_scope():  # tfmot's QAT layers
+                return module.models.load_model(path, compile=False, safe_mode=not unsafe)
         return module.models.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "unsafe" in str(exc).lower():

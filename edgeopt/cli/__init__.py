@@ -27,6 +27,7 @@ def cli() -> None:
 
     \b
     Example:
+        edgeopt run recipes/digits_cnn.yaml
         edgeopt export model.keras --precision float32 --precision int8 \\
             --calibration-data calib.npz --eval-data test.npz --output out/
         edgeopt inspect out/model.int8.tflite
@@ -39,8 +40,9 @@ def _register() -> None:
     from edgeopt.cli.devices import devices
     from edgeopt.cli.export import export
     from edgeopt.cli.inspect import inspect
+    from edgeopt.cli.run import compare, report, run
 
-    for command in (export, inspect, bench, devices):
+    for command in (run, export, inspect, bench, devices, report, compare):
         cli.add_command(command)
 
 

@@ -1,0 +1,349 @@
+"""Recipes: YAML files whose sections map one-to-one onto edgeopt's Python API.
+
+Every section and key is checked before anything runs — unknown keys, bad values,
+builders that do not import, techniques in an impossible order, missing device
+profiles — and each error names the file, the key and the value.
+
+    name: digits_cnn
+    model: {builder: edgeopt.models:digits_cnn, kwargs: {flavour: tf_keras}}
+    data: {source: digits}
+    train: {epochs: 15, batch_size: 32, optimizer: adam, learning_rate: 0.001}
+    variants:
+      - name: baseline
+      - name: pruned80
+        steps:
+          - pruning: {schedule: {polynomial_decay: {initial_sparsity: 0.0, final_sparsity: 0.8,
+                                                    begin_step: 0, end_step: 200}},
+                      frequency: 20, epochs: 8}
+    export: {precisions: [float32, int8], calibration_samples: 200, max_accuracy_drop: 2.0}
+    bench: {devices: [local], threads: 1, runs: 50, warmup: 5, min_secs: 0.5}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeopt.errors import ConfigError
+
+# Technique name -> the keys its step accepts (the public API's arguments, plus `epochs`).
+TECHNIQUES: dict[str, set[str]] = {
+    "pruning": {"schedule", "frequency", "granularity", "scope", "layer_types", "include", "exclude", "min_params",
+                "epochs"},
+    "clustering": {"clusters", "init", "preserve_sparsity", "layer_types", "include", "exclude", "min_params",
+                   "epochs"},
+    "lowrank": {"rank", "energy", "include", "exclude", "min_params", "epochs"},
+    "qat": {"layers", "layer_types", "skip", "preserve", "epochs", "learning_rate"},
+    "distill": {"student", "temperature", "alpha", "features", "epochs"},
+}
+SCHEDULES = {"constant_sparsity": "ConstantSparsity", "polynomial_decay": "PolynomialDecay"}
+# What may not follow what: (earlier, later) -> why.
+FORBIDDEN = {
+    ("qat", "pruning"): "QAT fixes the quantization ranges; prune first, then QAT with preserve: sparsity",
+    ("qat", "clustering"): "QAT fixes the quantization ranges; cluster first, then QAT with preserve: clusters",
+    ("qat", "lowrank"): "factorizing a QAT model throws its learned ranges away; factorize first",
+    ("qat", "distill"): "distill into a float student first, then QAT it",
+    ("qat", "qat"): "a model is quantization-aware once",
+    ("pruning", "lowrank"): "factorizing rewrites the kernels and loses the zeros; factorize first, then prune",
+    ("clustering", "pruning"): "pruning after clustering breaks the shared values; prune first",
+    ("clustering", "lowrank"): "factorizing loses the clusters; factorize first",
+}
+SECTIONS = {"name", "description", "model", "data", "train", "variants", "export", "bench"}
+
+
+@dataclass
+class Recipe:
+    """A parsed, validated recipe. `raw` holds the sections as written (defaults filled)."""
+
+    name: str
+    path: str | None
+    description: str = ""
+    model: dict = field(default_factory=dict)
+    data: dict | None = None
+    train: dict | None = None
+    variants: list[dict] = field(default_factory=list)
+    export: dict | None = None
+    bench: dict | None = None
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("path")
+        return data
+
+    def section_hash(self, *names: str) -> str:
+        blob = json.dumps({n: getattr(self, n) for n in names}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def variant(self, name: str) -> dict:
+        return next(v for v in self.variants if v["name"] == name)
+
+
+def _where(path, *keys) -> str:
+    return f"{path or 'recipe'}: {'.'.join(str(k) for k in keys)}"
+
+
+def _mapping(value, path, *keys) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{_where(path, *keys)} must be a mapping. Received: {value!r}.")
+    return value
+
+
+def _check_keys(value: dict, allowed: set[str], path, *keys) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ConfigError(f"Unknown key{'s' if len(unknown) > 1 else ''} in {_where(path, *keys)}. "
+                          f"Received: {', '.join(map(str, unknown))}. Allowed: {', '.join(sorted(allowed))}.")
+
+
+def resolve_callable(spec: str, where: str) -> Any:
+    """`package.module:attribute` -> the object, with errors that name the part that failed."""
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ConfigError(f"{where} must be 'package.module:function'. Received: {spec!r}.")
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{where}: module {module_name!r} does not import. Received: {spec!r} ({exc}). "
+                          "Check the spelling and that it is on PYTHONPATH.") from None
+    if not hasattr(module, attr):
+        raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}. Received: {spec!r}.")
+    return getattr(module, attr)
+
+
+def load_recipe(path: str | Path, *, check_devices: bool = True) -> Recipe:
+    """Reads and validates a recipe file; raises `ConfigError` naming file, key and value."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Recipe not found. Received: {str(path)!r}. Pass a .yaml recipe file.")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"Recipe does not parse. Received: {str(path)!r}{line} "
+                          f"({getattr(exc, 'problem', exc)}). Fix the YAML syntax.") from None
+    return parse_recipe(data, path=str(path), check_devices=check_devices)
+
+
+def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = True) -> Recipe:
+    data = _mapping(data, path, "<top>")
+    _check_keys(data, SECTIONS, path, "<top>")
+    name = data.get("name") or (Path(path).stem if path else "recipe")
+    recipe = Recipe(name=str(name), path=path, description=str(data.get("description", "")))
+    recipe.model = _model(_mapping(data.get("model"), path, "model"), path)
+    recipe.data = _data(data.get("data"), path) if "data" in data else None
+    recipe.train = _train(data.get("train"), path) if "train" in data else None
+    recipe.variants = _variants(data.get("variants"), path, recipe)
+    recipe.export = _export(data.get("export"), path) if "export" in data else None
+    recipe.bench = _bench(data.get("bench"), path, check_devices) if "bench" in data else None
+    if recipe.train and recipe.data is None:
+        raise ConfigError(f"{_where(path, 'train')} needs a data section. Received: no 'data'. Add data: {{source: digits}}.")
+    stepped = [v["name"] for v in recipe.variants if v["steps"]]
+    if stepped and (recipe.train is None or recipe.data is None):
+        raise ConfigError(f"{_where(path, 'variants')} {stepped} fine-tune the model, which needs the data and train "
+                          "sections. Received: no train/data. Add them, or drop the steps.")
+    if recipe.bench and not recipe.export:
+        raise ConfigError(f"{_where(path, 'bench')} needs an export section. Received: no 'export'. "
+                          "Add export: {precisions: [float32]}.")
+    return recipe
+
+
+def _model(model: dict, path) -> dict:
+    _check_keys(model, {"builder", "kwargs", "path"}, path, "model")
+    if ("builder" in model) == ("path" in model):
+        raise ConfigError(f"{_where(path, 'model')} needs exactly one of 'builder' or 'path'. Received: {model!r}.")
+    if "builder" in model:
+        builder = resolve_callable(model["builder"], _where(path, "model", "builder"))
+        if not callable(builder):
+            raise ConfigError(f"{_where(path, 'model', 'builder')} is not callable. Received: {model['builder']!r}.")
+    elif not Path(model["path"]).exists():
+        raise ConfigError(f"{_where(path, 'model', 'path')}: no such model file. Received: {model['path']!r}.")
+    return {"builder": model.get("builder"), "path": model.get("path"),
+            "kwargs": _mapping(model.get("kwargs"), path, "model", "kwargs")}
+
+
+def _data(data, path) -> dict:
+    if data == "digits":
+        data = {"source": "digits"}
+    data = _mapping(data, path, "data")
+    _check_keys(data, {"source", "train", "val", "test", "loader", "kwargs"}, path, "data")
+    source = data.get("source", "loader" if "loader" in data else "npz" if "train" in data else None)
+    if source == "digits":
+        return {"source": "digits", "kwargs": _mapping(data.get("kwargs"), path, "data", "kwargs")}
+    if source == "loader":
+        resolve_callable(data.get("loader"), _where(path, "data", "loader"))
+        return {"source": "loader", "loader": data["loader"], "kwargs": _mapping(data.get("kwargs"), path, "data", "kwargs")}
+    if source == "npz":
+        for split in ("train", "test"):
+            if split not in data:
+                raise ConfigError(f"{_where(path, 'data', split)} is missing. Received: {sorted(data)}. "
+                                  "Give .npz paths with arrays x and y for train and test (val optional).")
+        for split in ("train", "val", "test"):
+            if split in data and not Path(data[split]).is_file():
+                raise ConfigError(f"{_where(path, 'data', split)}: file not found. Received: {data[split]!r}.")
+        return {"source": "npz", **{s: data[s] for s in ("train", "val", "test") if s in data}}
+    raise ConfigError(f"{_where(path, 'data', 'source')} is unknown. Received: {source!r}. "
+                      "Use 'digits', 'npz' (with train/test paths) or 'loader' (package.module:function).")
+
+
+def _positive(value, kind, path, *keys):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if kind is int:
+        ok = ok and isinstance(value, int)
+    if not ok:
+        raise ConfigError(f"{_where(path, *keys)} must be a positive {'integer' if kind is int else 'number'}. "
+                          f"Received: {value!r}.")
+    return value
+
+
+def _train(train, path) -> dict:
+    train = _mapping(train, path, "train")
+    _check_keys(train, {"epochs", "batch_size", "optimizer", "learning_rate", "loss", "metrics"}, path, "train")
+    out = {"epochs": 10, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
+           "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"], **train}
+    _positive(out["epochs"], int, path, "train", "epochs")
+    _positive(out["batch_size"], int, path, "train", "batch_size")
+    _positive(out["learning_rate"], float, path, "train", "learning_rate")
+    if out["optimizer"] not in ("adam", "sgd", "rmsprop", "adamw"):
+        raise ConfigError(f"{_where(path, 'train', 'optimizer')} is unknown. Received: {out['optimizer']!r}. "
+                          "Use adam, adamw, sgd or rmsprop.")
+    return out
+
+
+def _variants(variants, path, recipe: Recipe) -> list[dict]:
+    if variants is None:
+        return [{"name": "baseline", "steps": []}]
+    if not isinstance(variants, list) or not variants:
+        raise ConfigError(f"{_where(path, 'variants')} must be a non-empty list. Received: {variants!r}.")
+    out, names = [], set()
+    for i, variant in enumerate(variants):
+        variant = _mapping(variant, path, "variants", i)
+        _check_keys(variant, {"name", "steps", "precisions", "description"}, path, "variants", i)
+        name = variant.get("name")
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{_where(path, 'variants', i, 'name')} must be a name of letters, digits, _ and -. "
+                              f"Received: {name!r}.")
+        if name in names:
+            raise ConfigError(f"{_where(path, 'variants')} names {name!r} twice. Received: two variants {name!r}.")
+        names.add(name)
+        steps = variant.get("steps") or []
+        if not isinstance(steps, list):
+            raise ConfigError(f"{_where(path, 'variants', name, 'steps')} must be a list. Received: {steps!r}.")
+        parsed = [_step(step, path, name, j, recipe) for j, step in enumerate(steps)]
+        kinds = [kind for kind, _ in parsed]
+        for a in range(len(kinds)):
+            for b in range(a + 1, len(kinds)):
+                if (kinds[a], kinds[b]) in FORBIDDEN:
+                    raise ConfigError(f"{_where(path, 'variants', name, 'steps')} puts {kinds[b]} after {kinds[a]}, "
+                                      f"which cannot work: {FORBIDDEN[(kinds[a], kinds[b])]}. Received: {kinds}.")
+        entry = {"name": name, "steps": [{k: v} for k, v in parsed]}
+        if "precisions" in variant:
+            entry["precisions"] = _precisions(variant["precisions"], path, "variants", name, "precisions")
+        out.append(entry)
+    return out
+
+
+def _step(step, path, variant, index, recipe) -> tuple[str, dict]:
+    step = _mapping(step, path, "variants", variant, "steps", index)
+    if len(step) != 1:
+        raise ConfigError(f"{_where(path, 'variants', variant, 'steps', index)} must name one technique. "
+                          f"Received: {sorted(step)}. Use one of: {', '.join(TECHNIQUES)}.")
+    ((kind, settings),) = step.items()
+    if kind not in TECHNIQUES:
+        raise ConfigError(f"Unknown technique in {_where(path, 'variants', variant, 'steps', index)}. "
+                          f"Received: {kind!r}. Use one of: {', '.join(TECHNIQUES)}.")
+    settings = _mapping(settings, path, "variants", variant, kind)
+    _check_keys(settings, TECHNIQUES[kind], path, "variants", variant, kind)
+    settings = dict(settings)
+    settings.setdefault("epochs", 3)
+    _positive(settings["epochs"], int, path, "variants", variant, kind, "epochs")
+    if kind == "pruning":
+        schedule = _mapping(settings.get("schedule"), path, "variants", variant, "pruning", "schedule")
+        if len(schedule) != 1 or next(iter(schedule)) not in SCHEDULES:
+            raise ConfigError(f"{_where(path, 'variants', variant, 'pruning', 'schedule')} must be one of "
+                              f"{sorted(SCHEDULES)}. Received: {schedule!r}.")
+    if kind == "distill":
+        student = _mapping(settings.get("student"), path, "variants", variant, "distill", "student")
+        if not student:
+            raise ConfigError(f"{_where(path, 'variants', variant, 'distill', 'student')} is required. "
+                              "Received: nothing. Give student: {builder: package.module:function, kwargs: {...}}.")
+        settings["student"] = _model(student, path)
+    _dry_build(kind, settings, path, variant)
+    return kind, settings
+
+
+def _dry_build(kind, settings, path, variant) -> None:
+    """Builds the technique's configuration objects now, so bad values fail before training."""
+    from edgeopt.pruning import masks, schedule as schedules
+
+    where = _where(path, "variants", variant, kind)
+    try:
+        if kind == "pruning":
+            ((name, args),) = settings["schedule"].items()
+            getattr(schedules, SCHEDULES[name])(**args)
+            masks.parse_granularity(settings.get("granularity", "unstructured"))
+            if settings.get("frequency", 100) <= 0:
+                raise ConfigError(f"frequency must be a positive integer. Received: frequency={settings['frequency']!r}.")
+        elif kind == "clustering" and (not isinstance(settings.get("clusters", 16), int) or settings.get("clusters", 16) < 2):
+            raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={settings.get('clusters')!r}.")
+        elif kind == "distill":
+            if not 0 <= settings.get("alpha", 0.1) <= 1 or settings.get("temperature", 4.0) <= 0:
+                raise ConfigError(f"needs temperature > 0 and alpha in [0, 1]. Received: "
+                                  f"temperature={settings.get('temperature')!r}, alpha={settings.get('alpha')!r}.")
+        elif kind == "qat" and settings.get("preserve") not in (None, "sparsity", "clusters"):
+            raise ConfigError(f"Unknown preserve mode. Received: preserve={settings.get('preserve')!r}. "
+                              "Use sparsity or clusters.")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}. Check the argument names.") from None
+
+
+def _precisions(values, path, *keys) -> list[str]:
+    from edgeopt.convert.precision import parse_precisions
+
+    try:
+        return [str(p) for p in parse_precisions(values)]
+    except ConfigError as exc:
+        raise ConfigError(f"{_where(path, *keys)}: {exc}") from None
+
+
+def _export(export, path) -> dict:
+    export = _mapping(export, path, "export")
+    _check_keys(export, {"precisions", "calibration_samples", "max_accuracy_drop", "io_dtype"}, path, "export")
+    out = {"precisions": ["float32"], "calibration_samples": 200, "max_accuracy_drop": None, "io_dtype": "int8",
+           **export}
+    out["precisions"] = _precisions(out["precisions"], path, "export", "precisions")
+    _positive(out["calibration_samples"], int, path, "export", "calibration_samples")
+    if out["io_dtype"] not in ("int8", "uint8", "float32"):
+        raise ConfigError(f"{_where(path, 'export', 'io_dtype')} is unknown. Received: {out['io_dtype']!r}.")
+    return out
+
+
+def _bench(bench, path, check_devices) -> dict:
+    bench = _mapping(bench, path, "bench")
+    _check_keys(bench, {"devices", "threads", "runs", "warmup", "min_secs", "max_secs"}, path, "bench")
+    out = {"devices": ["local"], "threads": None, "runs": 50, "warmup": 5, "min_secs": 0.5, "max_secs": 150.0, **bench}
+    if not isinstance(out["devices"], list) or not out["devices"]:
+        raise ConfigError(f"{_where(path, 'bench', 'devices')} must be a non-empty list. Received: {out['devices']!r}.")
+    if check_devices:
+        check_device_names(out["devices"], _where(path, "bench", "devices"))
+    return out
+
+
+def check_device_names(devices, where: str) -> None:
+    from edgeopt.bench.profiles import load_profile
+
+    for device in devices:
+        try:
+            load_profile(device)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None

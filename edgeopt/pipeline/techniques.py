@@ -1,0 +1,126 @@
+"""Applying a recipe's steps with edgeopt's public API: train, prune, cluster, factorize,
+QAT, distill. Each step maps one-to-one onto the function or callback of that name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeopt import _keras
+from edgeopt._callback import FitCallback
+from edgeopt.pipeline.recipe import SCHEDULES, resolve_callable
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Data:
+    """Train / validation / test arrays (validation and test may be None)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+
+
+def load_data(section: dict | None) -> Data | None:
+    if section is None:
+        return None
+    if section["source"] == "digits":
+        from edgeopt.datasets import load_digits_splits
+
+        s = load_digits_splits(**section.get("kwargs", {}))
+        return Data(s.x_train, s.y_train, s.x_val, s.y_val, s.x_test, s.y_test)
+    if section["source"] == "npz":
+        arrays = {}
+        for split in ("train", "val", "test"):
+            if split in section:
+                with np.load(section[split]) as f:
+                    arrays[split] = (f["x"], f["y"])
+        val, test = arrays.get("val", (None, None)), arrays.get("test", (None, None))
+        return Data(*arrays["train"], *val, *test)
+    loaded = resolve_callable(section["loader"], "data.loader")(**section.get("kwargs", {}))
+    if isinstance(loaded, dict):
+        get = loaded.get
+        return Data(get("x_train"), get("y_train"), get("x_val"), get("y_val"), get("x_test"), get("y_test"))
+    return Data(*loaded) if not hasattr(loaded, "x_train") else Data(
+        loaded.x_train, loaded.y_train, getattr(loaded, "x_val", None), getattr(loaded, "y_val", None),
+        getattr(loaded, "x_test", None), getattr(loaded, "y_test", None))
+
+
+def build_model(section: dict) -> Any:
+    if section.get("builder"):
+        return resolve_callable(section["builder"], "model.builder")(**section.get("kwargs", {}))
+    return _keras.load_model(section["path"])
+
+
+class EpochProgress(FitCallback):
+    """One progress line per epoch: a bar, the epoch and the logged metrics."""
+
+    def __init__(self, label: str, say: Progress):
+        super().__init__()
+        self.label, self.say = label, say
+
+    def on_epoch_end(self, epoch, logs=None):
+        total = self.params.get("epochs") or epoch + 1
+        done = int(20 * (epoch + 1) / total)
+        metrics = " ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items() if k in
+                           ("loss", "accuracy", "val_accuracy", "sparsity"))
+        self.say(f"{self.label} [{'#' * done}{'.' * (20 - done)}] epoch {epoch + 1}/{total} {metrics}")
+
+
+def _optimizer(model: Any, train: dict, learning_rate: float | None = None):
+    k = _keras.keras_module(_keras.flavour_of(getattr(model, "student", model)))
+    classes = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+    return getattr(k.optimizers, classes[train["optimizer"]])(learning_rate=learning_rate or train["learning_rate"])
+
+
+def fit(model: Any, data: Data, train: dict, epochs: int, label: str, say: Progress, callbacks=(),
+        learning_rate: float | None = None, compile_model: bool = True) -> Any:
+    """Compiles (keyword arguments only: the two Kerases differ positionally) and fits."""
+    if compile_model:
+        model.compile(optimizer=_optimizer(model, train, learning_rate), loss=train["loss"], metrics=train["metrics"])
+    validation = (data.x_val, data.y_val) if data.x_val is not None else None
+    model.fit(data.x_train, data.y_train, validation_data=validation, epochs=epochs, batch_size=train["batch_size"],
+              verbose=0, callbacks=[*callbacks, EpochProgress(label, say)])
+    return model
+
+
+def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, say: Progress, state: dict) -> Any:
+    """Applies one technique to `model` (fine-tuning it) and returns the resulting model."""
+    import edgeopt
+
+    settings = dict(settings)
+    epochs = settings.pop("epochs")
+    label = f"  {kind}"
+    keep = [edgeopt.KeepSparsity()] if state.get("pruned") else []
+    if kind == "pruning":
+        ((name, args),) = settings.pop("schedule").items()
+        schedule = getattr(edgeopt, SCHEDULES[name])(**args)
+        fit(model, data, train, epochs, label, say, [edgeopt.Pruning(schedule, **settings)])
+        state["pruned"] = True
+        return model
+    if kind == "clustering":
+        if state.get("pruned"):
+            settings.setdefault("preserve_sparsity", True)
+        clustered = edgeopt.cluster_weights(model, **settings)
+        fit(clustered, data, train, epochs, label, say)
+        return edgeopt.strip_clustering(clustered)
+    if kind == "lowrank":
+        return fit(edgeopt.factorize(model, **settings), data, train, epochs, label, say, keep)
+    if kind == "qat":
+        learning_rate = settings.pop("learning_rate", None) or train["learning_rate"] / 10
+        qat = edgeopt.quantize_aware(model, **settings)
+        return fit(qat, data, train, epochs, label, say, learning_rate=learning_rate)
+    if kind == "distill":
+        student = build_model(settings.pop("student"))
+        distiller = edgeopt.Distiller(student=student, teacher=model, **settings)
+        distiller.compile(optimizer=_optimizer(student, train), metrics=train["metrics"])
+        fit(distiller, data, train, epochs, label, say, compile_model=False)
+        state["pruned"] = False
+        return distiller.student
+    raise AssertionError(kind)  # recipes are validated before anything runs
