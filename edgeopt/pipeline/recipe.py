@@ -206,8 +206,8 @@ def _positive(value, kind, path, *keys):
 
 def _train(train, path) -> dict:
     train = _mapping(train, path, "train")
-    _check_keys(train, {"epochs", "batch_size", "optimizer", "learning_rate", "loss", "metrics"}, path, "train")
-    out = {"epochs": 10, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001,
+    _check_keys(train, {"epochs", "batch_size", "optimizer", "learning_rate", "loss", "metrics", "seed"}, path, "train")
+    out = {"epochs": 10, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.001, "seed": 0,
            "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"], **train}
     _positive(out["epochs"], int, path, "train", "epochs")
     _positive(out["batch_size"], int, path, "train", "batch_size")

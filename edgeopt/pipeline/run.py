@@ -141,6 +141,7 @@ class _Runner:
         return self.dir / rel, digest
 
     def _train(self):
+        techniques.seed_everything(self.recipe.train["seed"] if self.recipe.train else 0)
         model = techniques.build_model(self.recipe.model)
         if self.recipe.train:
             techniques.fit(model, self.data, self.recipe.train, self.recipe.train["epochs"], "  train", self.say)
@@ -180,6 +181,7 @@ class _Runner:
             model_path = vdir / base_path.name
             shutil.copyfile(base_path, model_path)
             return [model_path], None
+        techniques.seed_everything(self.recipe.train["seed"])
         model = _load(base_path)
         state: dict = {}
         for step in variant["steps"]:

@@ -52,6 +52,17 @@ def load_data(section: dict | None) -> Data | None:
         getattr(loaded, "x_test", None), getattr(loaded, "y_test", None))
 
 
+def seed_everything(seed: int) -> None:
+    """Python, numpy, TensorFlow and Keras seeds, so a recipe run is repeatable."""
+    import sys
+
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if "tf_keras" in sys.modules:
+        sys.modules["tf_keras"].utils.set_random_seed(seed)
+
+
 def build_model(section: dict) -> Any:
     if section.get("builder"):
         return resolve_callable(section["builder"], "model.builder")(**section.get("kwargs", {}))

@@ -1,0 +1,141 @@
+"""`run_recipe` end to end on a reduced recipe: manifest, report rows, PNG, resume,
+failure isolation, interruption; the architecture-only recipes run export + bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgeopt.cli import cli
+from edgeopt.pipeline.recipe import load_recipe
+from edgeopt.pipeline.run import run_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = """
+name: small
+model: {builder: edgeopt.models:digits_cnn, kwargs: {width: 4}}
+data: {source: digits}
+train: {epochs: 2, batch_size: 64}
+variants:
+  - name: baseline
+  - name: pruned
+    steps:
+      - pruning: {schedule: {constant_sparsity: {target_sparsity: 0.5}}, frequency: 5, epochs: 1}
+  - name: broken
+    steps:
+      - distill: {student: {builder: edgeopt.models:digits_cnn, kwargs: {width: 2, num_classes: 5}}, epochs: 1}
+export: {precisions: [float32, int8], calibration_samples: 50}
+bench: {devices: [local], runs: 5, warmup: 1, min_secs: 0.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    recipe = root / "small.yaml"
+    recipe.write_text(SMALL)
+    lines = []
+    result = run_recipe(recipe, out_dir=root / "out", progress=lines.append)
+    return result, recipe, lines
+
+
+def test_manifest_report_and_plot(small_run):
+    result, _, lines = small_run
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    stages = manifest["stages"]
+    assert manifest["status"] == "failed" and result.failed == ["variant:broken"]
+    assert "different output widths" in stages["variant:broken"]["error"]
+    for key in ("train", "variant:baseline", "export:baseline", "bench:baseline", "variant:pruned",
+                "export:pruned", "bench:pruned"):
+        assert stages[key]["status"] == "done" and stages[key]["seconds"] >= 0, key
+        for rel, digest in stages[key]["outputs"].items():
+            assert (result.run_dir / rel).is_file() and len(digest) == 64
+    assert manifest["recipe"]["name"] == "small" and manifest["versions"]["tensorflow"]
+    rows = json.loads((result.run_dir / "report.json").read_text())
+    assert {(r["variant"], r["precision"]) for r in rows} == {
+        ("baseline", "float32"), ("baseline", "int8"), ("pruned", "float32"), ("pruned", "int8")}
+    base = next(r for r in rows if r["variant"] == "baseline" and r["precision"] == "float32")
+    assert base["accuracy_drop_points"] == 0.0 and base["compression"] == 1.0 and base["speedup"] == 1.0
+    assert all(r["p50_ms"] > 0 and r["device"] == "local" for r in rows)
+    assert any(r["pareto"] for r in rows)
+    with Image.open(result.run_dir / "pareto.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+    html = (result.run_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert "| pruned | int8 | local |" in (result.run_dir / "report.md").read_text()
+    assert any("[train] done" in line for line in lines) and any("epoch 2/2" in line for line in lines)
+
+
+def test_resume_skips_everything_unchanged(small_run):
+    result, recipe, _ = small_run
+    before = json.loads((result.run_dir / "manifest.json").read_text())["stages"]
+    again = run_recipe(recipe, resume=result.run_dir)
+    after = json.loads((result.run_dir / "manifest.json").read_text())["stages"]
+    done = [k for k, v in before.items() if v["status"] == "done"]
+    assert set(again.skipped) == set(done)
+    for key in done:
+        assert after[key]["finished"] == before[key]["finished"]
+    assert again.failed == ["variant:broken"]  # a failed stage is retried, and fails again
+
+
+def test_changed_settings_rerun_only_what_depends_on_them(small_run, tmp_path):
+    result, recipe, _ = small_run
+    changed = tmp_path / "small.yaml"
+    changed.write_text(recipe.read_text().replace("runs: 5,", "runs: 6,"))
+    again = run_recipe(changed, resume=result.run_dir, variants=["baseline"])
+    assert "train" in again.skipped and "export:baseline" in again.skipped
+    assert "bench:baseline" not in again.skipped and not again.failed
+
+
+def test_interrupt_leaves_a_consistent_manifest(tmp_path):
+    recipe = tmp_path / "small.yaml"
+    recipe.write_text(SMALL.replace("  - name: broken\n", "").split("    steps:\n      - distill")[0]
+                      + "export: {precisions: [float32]}\n")
+
+    def interrupt(line):
+        if line.startswith("[export:baseline] started"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, out_dir=tmp_path / "out", progress=interrupt)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["stages"]["train"]["status"] == "done"
+    finished = run_recipe(recipe, resume=tmp_path / "out")
+    assert "train" in finished.skipped and finished.ok
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenetv2_vww96", "dscnn_kws"])
+def test_architecture_only_recipes_export_and_bench(tmp_path, name):
+    result = run_recipe(ROOT / "recipes" / f"{name}.yaml", out_dir=tmp_path / name)
+    assert result.ok, result.failed
+    rows = json.loads((result.run_dir / "report.json").read_text())
+    precisions = load_recipe(ROOT / "recipes" / f"{name}.yaml").export["precisions"]
+    assert {r["precision"] for r in rows} == set(precisions)
+    assert all(r["p50_ms"] > 0 and r["accuracy"] is None for r in rows)
+    int8 = next(r for r in rows if r["precision"] == "int8")
+    assert int8["compression"] > 2
+
+
+def test_cli_run_report_compare(small_run, tmp_path):
+    result, recipe, _ = small_run
+    out = CliRunner().invoke(cli, ["run", str(recipe), "--resume", str(result.run_dir), "--variants", "baseline",
+                                   "--json", "-q"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["run_dir"] == str(result.run_dir) and "train" in data["skipped"]
+    (result.run_dir / "report.md").unlink()
+    out = CliRunner().invoke(cli, ["report", str(result.run_dir)])
+    assert out.exit_code == 0 and (result.run_dir / "report.md").is_file()
+    out = CliRunner().invoke(cli, ["compare", str(result.run_dir), str(result.run_dir), "--json"])
+    diffs = json.loads(out.stdout)
+    assert diffs and all(d["accuracy"]["delta"] in (0, None) for d in diffs)
+    out = CliRunner().invoke(cli, ["compare", str(result.run_dir), str(tmp_path)])
+    assert out.exit_code == 1 and "Not an edgeopt run directory" in out.stderr
+    out = CliRunner().invoke(cli, ["run", str(recipe), "--variants", "nope", "--out", str(tmp_path / "x")])
+    assert out.exit_code == 1 and "No such variants" in out.stderr
