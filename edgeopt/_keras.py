@@ -152,6 +152,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
     flavour = file_flavour(path)
     module = keras_module(flavour)
     try:
+        if flavour is Flavour.KERAS3 and _mentions(path, b"FakeQuant"):
+            import edgeopt.qat.keras3  # noqa: F401 - registers edgeopt's QAT layers
         if flavour is Flavour.TF_KERAS and _mentions(path, b"QuantizeWrapper"):
             with import_tfmot().quantization.keras.quantize_scope():  # tfmot's QAT layers
                 return module.models.load_model(path, compile=False, safe_mode=not unsafe)

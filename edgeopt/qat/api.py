@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from edgeopt import _keras
-from edgeopt.errors import ConfigError, EdgeoptError
+from edgeopt.errors import ConfigError
 
 PRESERVE = (None, "sparsity", "clusters")
 
@@ -24,7 +24,8 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
     ```
 
     Args:
-        model: a functional or Sequential tf_keras model (through tfmot).
+        model: a functional or Sequential model: tf_keras models go through tfmot,
+            Keras 3 models (TensorFlow backend) through edgeopt's own QAT.
         layers: names of the layers to quantize. Defaults to `None` (all).
         layer_types: class names of the layers to quantize (e.g. `["Conv2D", "Dense"]`).
             Defaults to `None` (all).
@@ -37,11 +38,13 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
         raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
     flavour = _keras.flavour_of(model)
     if flavour is _keras.Flavour.KERAS3:
-        raise EdgeoptError(
-            "Quantization-aware training of Keras 3 models is not available yet. "
-            f"Received: a Keras 3 model {getattr(model, 'name', '')!r}. Either rebuild the model with tf_keras "
-            "(tfmot's QAT then applies), or use post-training int8 (export_tflite(..., ['int8'])) until edgeopt's "
-            "native Keras 3 QAT lands.")
+        _keras.keras_module(flavour)  # a clear error for a non-TensorFlow backend
+        from edgeopt.qat.keras3 import quantize_aware_keras3
+
+        # preserve: zeros stay zero (symmetric fake quant maps 0 to 0; keep masks fixed
+        # with edgeopt.KeepSparsity while fine-tuning), and shared values stay shared
+        # up to rounding to the int8 grid.
+        return quantize_aware_keras3(model, layers=layers, layer_types=layer_types, skip=skip, preserve=preserve)
     from edgeopt.qat.tfmot_backend import quantize_aware_tf_keras
 
     return quantize_aware_tf_keras(model, layers=layers, layer_types=layer_types, skip=skip, preserve=preserve)
