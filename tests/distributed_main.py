@@ -52,6 +52,12 @@ def main() -> None:
             distiller.compile(optimizer="adam", metrics=["accuracy"])
         history = distiller.fit(data.x_train, data.y_train, epochs=2, batch_size=64, verbose=0)
         out[f"{flavour}_distill_loss"] = [float(v) for v in history.history["loss"]]
+    with strategy.scope():
+        qat = edgeopt.quantize_aware(digits_cnn(width=8))
+        qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = qat.fit(data.x_train, data.y_train, epochs=2, batch_size=64, verbose=0)
+    out["keras3_qat_loss"] = [float(v) for v in history.history["loss"]]
+    out["keras3_qat_range"] = float(qat.get_layer("relu1_quant").range_max.numpy())
     print(json.dumps(out))
 
 

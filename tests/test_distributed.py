@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_pruning_clustering_distillation_under_mirrored_strategy():
+def test_training_techniques_under_mirrored_strategy():
     proc = subprocess.run([sys.executable, "-m", "tests.distributed_main"], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -27,3 +27,5 @@ def test_pruning_clustering_distillation_under_mirrored_strategy():
         assert out[f"{flavour}_cluster_sparsity"] >= 0.69
         first, last = out[f"{flavour}_distill_loss"]
         assert last < first
+    first, last = out["keras3_qat_loss"]
+    assert last < first and out["keras3_qat_range"] > 0

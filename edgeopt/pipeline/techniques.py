@@ -126,7 +126,10 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
     if kind == "qat":
         learning_rate = settings.pop("learning_rate", None) or train["learning_rate"] / 10
         qat = edgeopt.quantize_aware(model, **settings)
-        return fit(qat, data, train, epochs, label, say, learning_rate=learning_rate)
+        # Keras 3 QAT keeps the user's layers, so KeepSparsity holds the zeros; tfmot's
+        # wrapped layers keep them through preserve: sparsity instead.
+        hold = keep if _keras.flavour_of(qat) is _keras.Flavour.KERAS3 else []
+        return fit(qat, data, train, epochs, label, say, hold, learning_rate=learning_rate)
     if kind == "distill":
         student = build_model(settings.pop("student"))
         distiller = edgeopt.Distiller(student=student, teacher=model, **settings)
