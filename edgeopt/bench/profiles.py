@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt._compat import StrEnum
+from edgeopt._yaml import read_yaml
 from edgeopt.errors import ConfigError
 
 
@@ -160,15 +161,7 @@ def profile_dirs() -> list[Path]:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"Device profile does not parse. Received: {str(path)!r}{where} "
-                          f"({getattr(exc, 'problem', exc)}). Fix the YAML syntax.") from None
+    data = read_yaml(path, "Device profile")
     if not isinstance(data, dict):
         raise ConfigError(f"A device profile must be a YAML mapping. Received: {type(data).__name__} in {str(path)!r}.")
     return data

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeopt._yaml import read_yaml
 from edgeopt.errors import ConfigError
 
 # Technique name -> the keys its step accepts (the public API's arguments, plus `epochs`).
@@ -118,19 +119,10 @@ def resolve_callable(spec: str, where: str) -> Any:
 
 def load_recipe(path: str | Path, *, check_devices: bool = True) -> Recipe:
     """Reads and validates a recipe file; raises `ConfigError` naming file, key and value."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Recipe not found. Received: {str(path)!r}. Pass a .yaml recipe file.")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"Recipe does not parse. Received: {str(path)!r}{line} "
-                          f"({getattr(exc, 'problem', exc)}). Fix the YAML syntax.") from None
-    return parse_recipe(data, path=str(path), check_devices=check_devices)
+    return parse_recipe(read_yaml(path, "Recipe"), path=str(path), check_devices=check_devices)
 
 
 def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = True) -> Recipe:

@@ -33,22 +33,13 @@ def main() -> None:
     import numpy as np
 
     import edgeopt
-    from edgeopt._callback import FitCallback
+    from _timing import EpochTimer
     from edgeopt._keras import keras_module
     from edgeopt.models import digits_cnn, mobilenetv2
 
     data = edgeopt.load_digits_splits()
     eval_data = (data.x_test, data.y_test)
 
-    class EpochTimer(FitCallback):
-        def on_train_begin(self, logs=None):
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self._start)
 
     rows, epoch_times, plain_times = {}, {}, {}
     with tempfile.TemporaryDirectory() as out:

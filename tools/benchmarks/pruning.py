@@ -35,22 +35,13 @@ def main() -> None:
     import numpy as np
 
     import edgeopt
-    from edgeopt._callback import FitCallback
+    from _timing import EpochTimer
     from edgeopt._keras import import_tfmot, keras_module
     from edgeopt.models import digits_cnn
 
     data = edgeopt.load_digits_splits()
     steps = int(np.ceil(len(data.x_train) / args.batch_size)) * args.epochs
 
-    class EpochTimer(FitCallback):
-        def on_train_begin(self, logs=None):
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self._start)
 
     def make(flavour, learning_rate=1e-3):
         k = keras_module(flavour)
