@@ -31,8 +31,8 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
             Defaults to `None` (all).
         skip: layer names tfmot cannot quantize that may stay float, or `True` for all
             such layers (with a warning). Defaults to `None`: such layers are an error.
-        preserve: `"sparsity"` (pruning-preserving QAT) or `"clusters"`
-            (cluster-preserving QAT). Defaults to `None`.
+        preserve: `"sparsity"` (pruning-preserving QAT: zeros stay zero) or `"clusters"`
+            (cluster-preserving QAT, tf_keras only). Defaults to `None`.
     """
     if preserve not in PRESERVE:
         raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
@@ -41,9 +41,6 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
         _keras.keras_module(flavour)  # a clear error for a non-TensorFlow backend
         from edgeopt.qat.keras3 import quantize_aware_keras3
 
-        # preserve: zeros stay zero (symmetric fake quant maps 0 to 0; keep masks fixed
-        # with edgeopt.KeepSparsity while fine-tuning), and shared values stay shared
-        # up to rounding to the int8 grid.
         return quantize_aware_keras3(model, layers=layers, layer_types=layer_types, skip=skip, preserve=preserve)
     from edgeopt.qat.tfmot_backend import quantize_aware_tf_keras
 

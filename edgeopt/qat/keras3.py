@@ -210,6 +210,10 @@ def _as_functional(model):
 
 def quantize_aware_keras3(model: Any, *, layers: Sequence[str] | None, layer_types: Sequence[str] | None,
                           skip: Sequence[str] | bool | None, preserve: str | None) -> Any:
+    if preserve == "clusters":
+        raise ConfigError("Cluster-preserving QAT is offered for tf_keras models (tfmot's CQAT) only. Received: "
+                          "preserve='clusters' for a Keras 3 model. Drop it (shared values then drift during QAT), "
+                          "or build the model with tf_keras.")
     if keras.backend.backend() != "tensorflow":
         raise ConfigError(f"Keras 3 QAT needs the TensorFlow backend (the TFLite converter reads TF graphs). "
                           f"Received: KERAS_BACKEND={keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow.")
@@ -265,7 +269,23 @@ def quantize_aware_keras3(model: Any, *, layers: Sequence[str] | None, layer_typ
     for layer in graph.layers:  # same weights, new layer objects
         if layer.weights:
             qat.get_layer(layer.name).set_weights(layer.get_weights())
+    if preserve == "sparsity":
+        for name in chosen:
+            kernel = qat.get_layer(name).kernel
+            mask = kernel.numpy() != 0
+            if not mask.all():  # applied by the optimizer after every update
+                kernel.constraint = _KeepZeros(mask)
     return qat
+
+
+class _KeepZeros:
+    """Variable constraint for `preserve="sparsity"`: pruned weights stay exactly zero."""
+
+    def __init__(self, mask):
+        self.mask = tf.constant(mask, dtype=tf.float32)
+
+    def __call__(self, weight):
+        return weight * tf.cast(self.mask, weight.dtype)
 
 
 def _quantize_input(value, cache: dict):

@@ -130,6 +130,21 @@ def test_sparsity_survives_qat_and_export(digits, tmp_path):
     assert np.count_nonzero(exported[0] == 0) >= zeros
 
 
+def test_preserve_sparsity_without_a_callback(digits):
+    keras.utils.set_random_seed(0)
+    model = edgeopt.models.digits_cnn(width=8)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(digits.x_train, digits.y_train, epochs=1, batch_size=64, verbose=0,
+              callbacks=[Pruning(ConstantSparsity(0.5), frequency=5)])
+    zeros = model.get_layer("conv2").get_weights()[0] == 0
+    qat = quantize_aware(model, preserve="sparsity")
+    qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    qat.fit(digits.x_train, digits.y_train, epochs=1, batch_size=64, verbose=0)
+    np.testing.assert_array_equal(qat.get_layer("conv2").get_weights()[0] == 0, zeros)
+    with pytest.raises(ConfigError, match="Cluster-preserving QAT is offered for tf_keras"):
+        quantize_aware(model, preserve="clusters")
+
+
 def test_distill_into_a_qat_student(digits, keras3_model):
     keras.utils.set_random_seed(1)
     student = quantize_aware(edgeopt.models.digits_cnn(width=4))
