@@ -43,8 +43,9 @@ def Distiller(student: Any, teacher: Any, *, temperature: float = 4.0, alpha: fl
         teacher: a trained model with the same input shape and output width.
         temperature: softmax temperature T (> 0). Defaults to `4.0`.
         alpha: weight of the hard-label loss, in [0, 1]. Defaults to `0.1`.
-        features: `(teacher_layer, student_layer)` name pairs to match as well (Keras 3
-            only; the two layers need outputs of the same shape). Defaults to `()`.
+        features: `(teacher_layer, student_layer)` name pairs whose outputs are matched
+            too (mean squared error, Keras 3's `FeatureDistillation`). Keras 3 only; the
+            two outputs must have the same shape (no learned projection yet). Defaults to `()`.
     """
     flavour = _keras.flavour_of(student)
     if _keras.flavour_of(teacher) is not flavour:
@@ -77,6 +78,18 @@ def Distiller(student: Any, teacher: Any, *, temperature: float = 4.0, alpha: fl
                       stacklevel=2)
     common = dict(temperature=float(temperature), alpha=float(alpha), teacher_probs=teacher_probs,
                   student_probs=student_probs)
+    for teacher_layer, student_layer in features:
+        shapes = []
+        for role, model, name in (("teacher", teacher, teacher_layer), ("student", student, student_layer)):
+            try:
+                shapes.append(_shape(model.get_layer(name).output)[1:])
+            except ValueError:
+                raise ConfigError(f"The {role} has no layer {name!r} for feature distillation. Received: "
+                                  f"features={list(features)}. Layers: {[l.name for l in model.layers]}.") from None
+        if shapes[0] != shapes[1]:
+            raise ConfigError(f"Feature distillation needs outputs of the same shape. Received: teacher {teacher_layer!r} "
+                              f"{shapes[0]}, student {student_layer!r} {shapes[1]}. Pick layers of equal width "
+                              "(a learned projection between different widths is not offered yet).")
     if flavour is _keras.Flavour.KERAS3:
         from edgeopt.distill.keras3 import Keras3Distiller
 

@@ -104,3 +104,20 @@ class TestTfKerasDistiller(DistillerContract):
 def test_mixed_flavours_are_refused():
     with pytest.raises(ConfigError, match="same Keras"):
         Distiller(student=mlp("keras3", 8), teacher=mlp("tf_keras", 8))
+
+
+def test_feature_distillation_keras3(digits):
+    import keras
+
+    teacher = mlp("keras3", 32)
+    teacher.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(digits.x_train, digits.y_train, epochs=2, verbose=0)
+    teacher.trainable = False
+    distiller = Distiller(student=mlp("keras3", 32, seed=3), teacher=teacher, features=[("hidden", "hidden")])
+    distiller.compile(optimizer="adam", metrics=["accuracy"])
+    history = distiller.fit(digits.x_train, digits.y_train, epochs=2, verbose=0)
+    assert history.history["distillation_loss"][-1] < history.history["distillation_loss"][0]
+    with pytest.raises(ConfigError, match=r"same shape. Received: teacher 'hidden' \(32,\), student 'hidden' \(8,\)"):
+        Distiller(student=mlp("keras3", 8), teacher=teacher, features=[("hidden", "hidden")])
+    with pytest.raises(ConfigError, match="Keras 3 models only"):
+        Distiller(student=mlp("tf_keras", 8), teacher=mlp("tf_keras", 8), features=[("hidden", "hidden")])
