@@ -57,7 +57,7 @@ def main() -> None:
         qat.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = qat.fit(data.x_train, data.y_train, epochs=2, batch_size=64, verbose=0)
     out["keras3_qat_loss"] = [float(v) for v in history.history["loss"]]
-    out["keras3_qat_range"] = float(qat.get_layer("relu1_quant").range_max.numpy())
+    out["keras3_qat_range"] = float(qat.get_layer("relu1_quant").range.numpy()[1])
     print(json.dumps(out))
 
 

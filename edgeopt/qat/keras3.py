@@ -121,23 +121,18 @@ class FakeQuantActivation(keras.layers.Layer):
         self.decay = decay
 
     def build(self, input_shape):
-        self.range_min = self.add_weight(name="range_min", shape=(), initializer="zeros", trainable=False,
-                                         autocast=False, aggregation="mean")
-        self.range_max = self.add_weight(name="range_max", shape=(), initializer="zeros", trainable=False,
-                                         autocast=False, aggregation="mean")
-        self.seen = self.add_weight(name="seen", shape=(), initializer="zeros", trainable=False, autocast=False,
-                                    aggregation="mean")
+        # [min, max]; both 0 until the first training batch sets them (one assign a step).
+        self.range = self.add_weight(name="range", shape=(2,), initializer="zeros", trainable=False,
+                                     autocast=False, aggregation="mean")
 
     def call(self, inputs, training=None):
         if training:
-            low = tf.minimum(tf.reduce_min(inputs), 0.0)
-            high = tf.maximum(tf.reduce_max(inputs), 0.0)
-            first = tf.cast(self.seen.value < 0.5, inputs.dtype)
-            decay = self.decay * (1.0 - first)
-            self.range_min.assign(decay * self.range_min.value + (1.0 - decay) * low)
-            self.range_max.assign(decay * self.range_max.value + (1.0 - decay) * high)
-            self.seen.assign(1.0)
-        low, high = self.range_min.value, self.range_max.value
+            batch = tf.stack([tf.minimum(tf.reduce_min(inputs), 0.0), tf.maximum(tf.reduce_max(inputs), 0.0)])
+            current = self.range.value
+            unseen = tf.cast(tf.reduce_all(tf.equal(current, 0.0)), inputs.dtype)
+            decay = self.decay * (1.0 - unseen)
+            self.range.assign(decay * current + (1.0 - decay) * tf.cast(batch, current.dtype))
+        low, high = self.range.value[0], self.range.value[1]
         high = tf.maximum(high, low + 1e-6)
         return tf.quantization.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8, narrow_range=False)
 
