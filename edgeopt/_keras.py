@@ -1,8 +1,9 @@
 """The one place that tells Keras 3 from tf_keras, for a model object or a model file.
 
-Nothing else in edgeopt imports `keras` or `tf_keras` at module level, and nothing in
-edgeopt writes `tf.keras`: once tensorflow-model-optimization is imported it sets
-`TF_USE_LEGACY_KERAS=1`, which silently turns `tf.keras` into `tf_keras`. tf_keras and
+Nothing else in edgeopt decides between `keras` and `tf_keras`, and nothing in edgeopt
+goes through TensorFlow's own `keras` attribute: once tensorflow-model-optimization is
+imported it sets `TF_USE_LEGACY_KERAS=1`, which silently turns that attribute into
+`tf_keras`. tf_keras and
 tfmot are imported only when a tf_keras model is involved.
 """
 
@@ -178,8 +179,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
 def import_tfmot() -> Any:
     """Imports tensorflow-model-optimization for a tf_keras model, without side effects.
 
-    tfmot sets `TF_USE_LEGACY_KERAS=1` when imported, which silently turns `tf.keras`
-    into tf_keras for the rest of the process (and its subprocesses). The variable is
+    tfmot sets `TF_USE_LEGACY_KERAS=1` when imported, which silently turns TensorFlow's
+    `keras` attribute into tf_keras for the rest of the process (and its subprocesses). The variable is
     restored right after the import; tfmot keeps the tf_keras it bound.
     """
     before = os.environ.get("TF_USE_LEGACY_KERAS")
