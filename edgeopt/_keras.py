@@ -3,8 +3,7 @@
 Nothing else in edgeopt decides between `keras` and `tf_keras`, and nothing in edgeopt
 goes through TensorFlow's own `keras` attribute: once tensorflow-model-optimization is
 imported it sets `TF_USE_LEGACY_KERAS=1`, which silently turns that attribute into
-`tf_keras`. tf_keras and
-tfmot are imported only when a tf_keras model is involved.
+`tf_keras`. tf_keras and tfmot are imported only when a tf_keras model is involved.
 """
 
 from __future__ import annotations
