@@ -34,10 +34,10 @@ def iter_layers(model: Any) -> Iterator[Any]:
             yield layer
 
 
-def layer_type(layer: Any) -> str:
-    """The built-in layer type a layer is, or is derived from (e.g. `Conv2D`)."""
+def layer_type(layer: Any, known: Any = WEIGHT_LAYER_TYPES) -> str:
+    """The built-in layer type among `known` a layer is, or is derived from (e.g. `Conv2D`)."""
     for cls in type(layer).__mro__:
-        if cls.__name__ in WEIGHT_LAYER_TYPES and cls.__module__.split(".")[0] in ("keras", "tf_keras"):
+        if cls.__name__ in known and cls.__module__.split(".")[0] in ("keras", "tf_keras"):
             return cls.__name__
     return type(layer).__name__
 

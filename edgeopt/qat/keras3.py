@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from edgeopt._layers import layer_type
 from edgeopt.errors import ConfigError
 
 _PACKAGE = "edgeopt"
@@ -154,10 +155,7 @@ SUPPORTED = set(WEIGHTED) | FUSABLE | PASS_THROUGH | RANGED
 
 
 def _kind(layer) -> str:
-    for cls in type(layer).__mro__:
-        if cls.__name__ in SUPPORTED and cls.__module__.startswith("keras"):
-            return cls.__name__
-    return type(layer).__name__
+    return layer_type(layer, SUPPORTED)
 
 
 def _activation_name(layer) -> str | None:
