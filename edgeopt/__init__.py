@@ -18,6 +18,7 @@ from edgeopt.errors import (
     EdgeoptError,
     InvalidModelError,
     MissingDependencyError,
+    OutputError,
     RemoteCommandError,
 )
 
@@ -91,6 +92,7 @@ __all__ = [
     "EdgeoptError",
     "InvalidModelError",
     "MissingDependencyError",
+    "OutputError",
     "RemoteCommandError",
     *_LAZY,
 ]

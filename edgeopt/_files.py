@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeopt.errors import ConfigError
+from edgeopt.errors import ConfigError, OutputError
 
 
 def ensure_writable_dir(path: str | os.PathLike, *, what: str = "output directory") -> Path:
@@ -28,18 +30,54 @@ def ensure_writable_dir(path: str | os.PathLike, *, what: str = "output director
     return path
 
 
+def _temp_beside(path: Path) -> tuple[int, Path]:
+    """Creates a new, empty temporary file beside `path`, with the user's umask applied.
+
+    `tempfile.mkstemp` would create it 0600, so every output would end up unreadable
+    to the group and others whatever the umask says; `os.open` with 0o666 lets the
+    kernel apply the umask (and any default ACL) as for any other new file.
+    """
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path))
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Writes `data` to a temporary file beside `path`, then renames it into place."""
+    """Writes `data` to a temporary file beside `path`, then renames it into place.
+
+    The file gets the permissions of any new file (0666 less the umask). On any
+    failure the temporary file is removed and `path` is left as it was.
+
+    Raises:
+        OutputError: the file cannot be written (disk full, read-only, no permission).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        fd, tmp = _temp_beside(path)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or type(exc).__name__
+            code = errno.errorcode.get(exc.errno, "") if exc.errno else ""
+            raise OutputError(
+                f"Cannot write an output file: {reason}. Received: {str(path)!r} ({len(data)} bytes"
+                f"{', ' + code if code else ''}). Free some space or pick another output directory you can write to.",
+                path=str(path), errno=exc.errno,
+            ) from exc
         raise
     return path
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt._compat import StrEnum
+from edgeopt._model_code import refuse_code
 from edgeopt.errors import ConfigError, InvalidModelError, MissingDependencyError
 
 
@@ -135,6 +136,11 @@ def _mentions(path: Path, needle: bytes) -> bool:
 def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
     """Loads a `.keras` or `.h5` model with the Keras that wrote it.
 
+    Unless `unsafe`, the model config is read first and a file that would run Python
+    code as it loads (a Lambda layer in any format and either Keras, an import of a
+    foreign module, ...) is refused before any deserialization: see
+    `edgeopt._model_code`.
+
     Args:
         path: the model file.
         unsafe: allow deserializing Python code (Lambda layers). Only for files you
@@ -142,6 +148,9 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
 
     Returns:
         A `keras.Model` or a `tf_keras.Model`, uncompiled.
+
+    Raises:
+        InvalidModelError: the file is missing, unreadable, or holds code (without `unsafe`).
     """
     path = check_model_path(path)
     if path.is_dir():
@@ -150,6 +159,8 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
             "Pass it to `export_tflite` directly, or load it with `tf.saved_model.load`."
         )
     flavour = file_flavour(path)
+    if not unsafe:
+        refuse_code(path)
     module = keras_module(flavour)
     try:
         if flavour is Flavour.KERAS3 and _mentions(path, b"FakeQuant"):

@@ -21,11 +21,38 @@ class InvalidModelError(EdgeoptError):
 
 
 class ConversionError(EdgeoptError):
-    """The TFLite converter or a quantizer failed, or a converted model was rejected."""
+    """The TFLite converter or a quantizer failed, or a converted model was rejected.
+
+    Args:
+        message: what went wrong, with a hint on how to fix it.
+        log: what the converter printed while it ran (hidden unless `--verbose`).
+            Defaults to `""`.
+    """
+
+    report = None  # the `ExportReport` of an export that failed part-way, when there is one
+
+    def __init__(self, message: str, *, log: str = ""):
+        self.log = log
+        super().__init__(message)
 
 
 class AccuracyGateError(ConversionError):
     """A converted model lost more accuracy than `max_accuracy_drop` allows."""
+
+
+class OutputError(EdgeoptError):
+    """An output file could not be written: disk full, read-only file system, no permission.
+
+    Args:
+        message: what went wrong, with a hint on how to fix it.
+        path: the file that could not be written. Defaults to `None`.
+        errno: the operating system's error number (`errno.ENOSPC`, ...). Defaults to `None`.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, errno: int | None = None):
+        self.path = path
+        self.errno = errno
+        super().__init__(message)
 
 
 class MissingDependencyError(EdgeoptError, ImportError):

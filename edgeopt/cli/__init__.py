@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from edgeopt import __version__
@@ -11,19 +9,35 @@ from edgeopt.errors import EdgeoptError
 
 
 class _Group(click.Group):
-    """Turns every `EdgeoptError` into one line on stderr and exit code 1."""
+    """Turns every `EdgeoptError` into one line on stderr and exit code 1, and hides
+    what TensorFlow's native code prints unless `--verbose`."""
 
     def invoke(self, ctx: click.Context):
+        from edgeopt import _quiet
+
+        _quiet.set_verbose(bool(ctx.params.get("verbose")))  # before any command imports TensorFlow
         try:
-            return super().invoke(ctx)
-        except EdgeoptError as exc:
-            raise click.ClickException(" ".join(str(exc).split())) from None
+            with _quiet.hide_native_output() as hidden:
+                try:
+                    return super().invoke(ctx)
+                except EdgeoptError as exc:
+                    raise click.ClickException(" ".join(str(exc).split())) from None
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception:  # a bug: it keeps its traceback, after what TensorFlow printed before it
+            if hidden.text.strip():
+                click.echo(hidden.text.rstrip(), err=True)
+            raise
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgeopt")
-def cli() -> None:
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's own log lines and the converter's output.")
+def cli(verbose: bool) -> None:
     """edgeopt: train, compress, export and measure Keras models for edge devices.
+
+    TensorFlow's own log lines (oneDNN, CUDA, converter printouts) are hidden unless
+    `--verbose` comes before the command.
 
     \b
     Example:
@@ -32,6 +46,7 @@ def cli() -> None:
             --calibration-data calib.npz --eval-data test.npz --output out/
         edgeopt inspect out/model.int8.tflite
         edgeopt bench out/model.int8.tflite --device local --device rpi4
+        edgeopt --verbose export model.keras    # with TensorFlow's log
     """
 
 
@@ -50,6 +65,5 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point: quiet TensorFlow's C++ logging unless asked otherwise."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Console-script entry point (`edgeopt`)."""
     cli(prog_name="edgeopt")

@@ -23,7 +23,8 @@ from edgeopt.errors import ConversionError
 @click.option("--name", help="Stem of the output files (default: model file stem).")
 @click.option("--scale", type=float, default=255.0, show_default=True, help="Images become (pixel - mean) / scale.")
 @click.option("--mean", type=float, default=0.0, show_default=True)
-@click.option("--unsafe", is_flag=True, help="Allow Lambda layers / code when loading (trusted files only).")
+@click.option("--unsafe", is_flag=True,
+              help="Allow models that run code: Lambda layers, SavedModel dirs (trusted files only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def export(model, precisions, calibration_data, calibration_samples, eval_data, io_dtype, max_accuracy_drop,

@@ -66,17 +66,55 @@ def load_dataset(
     x, y, origin = _read(data, input_info, what=what, scale=scale, mean=mean)
     x = _check_x(x, input_info, what=what, origin=origin)
     if y is not None:
-        y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
+        try:
+            y = np.asarray(y)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise ConfigError(
+                f"The labels of the {what} are not an array. Received: {exc} from {origin}. {_LABELS_FIX}"
+            ) from None
+        if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "biuf":  # one-hot labels
             y = y.argmax(axis=1)
         y = y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
         if y.ndim != 1 or len(y) != len(x):
             raise ConfigError(
                 f"The labels of the {what} do not match its samples. "
-                f"Received: y with shape {y.shape} for {len(x)} samples from {origin}. "
-                "Give one integer class label (or one one-hot row) per sample."
+                f"Received: y with shape {y.shape} for {len(x)} samples from {origin}. {_LABELS_FIX}"
             )
     return Dataset(x=x, y=y, origin=origin)
+
+
+_LABELS_FIX = "Give one integer class label (or one one-hot row) per sample."
+
+
+def check_labels(y: np.ndarray, classes: int, *, what: str = "eval data", origin: str = "an array") -> np.ndarray:
+    """`y` as int64 class indices in `[0, classes)`, for scoring a classifier's accuracy.
+
+    Labels are only checked where they are used as class indices: a regression model's
+    float targets are fine in `load_dataset`.
+
+    Raises:
+        ConfigError: `y` is not numeric, has fractional, NaN or Inf values, or an index
+            outside the model's `classes` outputs.
+    """
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ConfigError(
+            f"The labels of the {what} must be integer class indices. Received: dtype {y.dtype} from {origin}. "
+            f"{_LABELS_FIX}"
+        )
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ConfigError(
+                f"The labels of the {what} must be integer class indices. Received: {int(bad.sum())} non-integer "
+                f"value(s) such as {y[bad][0].item()!r} from {origin}. {_LABELS_FIX}"
+            )
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise ConfigError(
+            f"The labels of the {what} must be class indices from 0 to {classes - 1} (the model has {classes} "
+            f"outputs). Received: labels from {y.min().item()!r} to {y.max().item()!r} in {origin}. {_LABELS_FIX}"
+        )
+    return y.astype(np.int64)
 
 
 def _read(data, input_info, *, what, scale, mean):
@@ -117,12 +155,17 @@ def _read(data, input_info, *, what, scale, mean):
     )
 
 
+def _one_line(exc: BaseException, width: int = 200) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:width]}"
+
+
 def _load_npy(path: Path, what: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # numpy's readers raise ValueError, OSError, EOFError, ... on hostile files
         raise ConfigError(
-            f"Cannot read the {what}. Received: {str(path)!r} ({exc}). Save it with `np.save` from a numeric array."
+            f"Cannot read the {what}. Received: {str(path)!r} ({_one_line(exc)}). "
+            "Save it with `np.save` from a numeric array."
         ) from exc
 
 
@@ -130,9 +173,10 @@ def _from_npz(path: Path, what: str):
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except (ValueError, OSError) as exc:
+    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError, OSError on hostile files
         raise ConfigError(
-            f"Cannot read the {what}. Received: {str(path)!r} ({exc}). Save it with `np.savez(path, x=..., y=...)`."
+            f"Cannot read the {what}. Received: {str(path)!r} ({_one_line(exc)}). "
+            "Save it with `np.savez(path, x=..., y=...)`."
         ) from exc
     if "x" not in arrays:
         raise ConfigError(
@@ -220,9 +264,15 @@ def _from_images(directory: Path, input_info: InputInfo, *, what, scale, mean):
         )
     samples = []
     for path, _ in files:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
-            pixels = np.asarray(image, dtype=np.float32)
+        try:
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
+                pixels = np.asarray(image, dtype=np.float32)
+        except Exception as exc:  # pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
+            raise ConfigError(
+                f"An image in the {what} cannot be read. Received: {str(path)!r} "
+                f"({_one_line(exc, 120)}). Remove or re-save that file."
+            ) from exc
         samples.append(pixels.reshape(height, width, channels))
     x = (np.stack(samples) - np.float32(mean)) / np.float32(scale)
     y = np.array([label for _, label in files]) if classes else None

@@ -10,16 +10,15 @@ exporter, which falls back to the converter for float16 and dynamic.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
+import re
 import warnings
 from importlib import resources
 from typing import Iterable
 
 import numpy as np
 
+from edgeopt._quiet import capture_native_output
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConversionError, MissingDependencyError
 
@@ -73,17 +72,39 @@ def convert_saved_model(
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
         ]
         settings.update(supported_ops=["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"], io_dtype="float32")
+    captured = None
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), capture_native_output() as captured:
             warnings.simplefilter("ignore")
             data = bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        first = _without_locations(first)
+        log = captured.text if captured is not None else ""
+        said = _errors_in(log, exclude=first)
         raise ConversionError(
-            f"The TFLite converter failed for {precision}. Received: {first[:300]}. "
-            "Check the model's ops are TFLite builtins; for int8, that calibration data is representative."
+            f"The TFLite converter failed for {precision}. Received: {first[:300]}"
+            + (f" (converter log: {said})" if said else "") + ". "
+            "Check the model's ops are TFLite builtins; for int8, that calibration data is representative. "
+            "Run with --verbose to see the converter's whole log.",
+            log=log,
         ) from exc
     return data, settings
+
+
+def _without_locations(line: str) -> str:
+    """An MLIR diagnostic without its long `loc(callsite(...))` prefix."""
+    line = re.sub(r"loc\(.*\):\s*(error:)", r"\1", line)
+    return " ".join(re.sub(r"\s*loc\(.*$", "", line).split())  # a location cut off at the line end
+
+
+def _errors_in(log: str, *, exclude: str = "", width: int = 300) -> str:
+    """The converter's `error:` and `... ops:` lines from its captured log, on one line."""
+    lines = [_without_locations(line) for line in log.splitlines()
+             if "error:" in line or line.strip().endswith("ops:") or " ops: " in line]
+    lines = [line for line in dict.fromkeys(lines) if line and line not in exclude]
+    joined = " | ".join(lines[:4])
+    return joined if len(joined) <= width else joined[: width - 1] + "…"
 
 
 def _representative(samples: np.ndarray):
@@ -129,15 +150,16 @@ def quantize_tflite(float_model: bytes, precision: Precision) -> tuple[bytes, di
             f"{precision} export needs ai-edge-quantizer. Received: {exc}. Run `pip install ai-edge-quantizer`."
         ) from exc
     recipe = _quantizer_recipe(precision)
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    captured = None
     try:
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        with capture_native_output() as captured:
             result = quantizer.Quantizer(bytearray(float_model), recipe).quantize(
                 enable_progress_bar=False, enable_progress_report=False
             )
     except Exception as exc:  # the quantizer raises many types
         raise ConversionError(
-            f"ai-edge-quantizer failed for {precision}. Received: {type(exc).__name__}: {str(exc)[:300]}. "
-            "Try the TFLite converter's precisions (float16, dynamic) instead."
+            f"ai-edge-quantizer failed for {precision}. Received: {type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:300]}. Try the TFLite converter's precisions (float16, dynamic) instead.",
+            log=captured.text if captured is not None else "",
         ) from exc
     return bytes(result.quantized_model), {"tool": QUANTIZER, "precision": str(precision), "recipe": recipe}

@@ -10,6 +10,7 @@ model when evaluation data is given, written under a temporary name and renamed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -22,13 +23,13 @@ import numpy as np
 from edgeopt._files import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from edgeopt._versions import versions
 from edgeopt.convert import engines
-from edgeopt.convert.calibration import Dataset, load_dataset
+from edgeopt.convert.calibration import Dataset, check_labels, load_dataset
 from edgeopt.convert.inspect import inspect_tflite
 from edgeopt.convert.litert import TfliteRunner
 from edgeopt.convert.precision import IODtype, Precision, parse_precisions
 from edgeopt.convert.source import ModelSource, open_source
 from edgeopt.convert.validate import compare_outputs
-from edgeopt.errors import AccuracyGateError, ConfigError, ConversionError, EdgeoptError
+from edgeopt.errors import AccuracyGateError, ConfigError, ConversionError, EdgeoptError, OutputError
 
 REPORT_NAME = "export_report.json"
 # An ai-edge-quantizer result is kept when it agrees this well with the float32 .tflite.
@@ -139,7 +140,8 @@ def export_tflite(
         name: stem of the output files. Defaults to the model's name or file stem.
         scale: image directories become `(pixel - mean) / scale`. Defaults to `255.0`.
         mean: see `scale`. Defaults to `0.0`.
-        unsafe: allow Lambda layers when loading a model file. Defaults to `False`.
+        unsafe: allow a model file that runs Python code as it loads (Lambda layers)
+            and SavedModel directories (their graph runs). Defaults to `False`.
         progress: called with one line per step. Defaults to `None`.
 
     Returns:
@@ -161,6 +163,8 @@ def export_tflite(
         ) from None
     if calibration_samples < 1:
         raise ConfigError(f"calibration_samples must be at least 1. Received: calibration_samples={calibration_samples}.")
+    if name is not None:
+        _check_stem(name)
     source = open_source(model, unsafe=unsafe)
     needs_calibration = [str(p) for p in precisions if p.needs_calibration
                          and not (p is Precision.INT8 and source.quantization_aware)]
@@ -175,7 +179,7 @@ def export_tflite(
             f"max_accuracy_drop needs labelled evaluation data. Received: max_accuracy_drop={max_accuracy_drop} "
             "and no eval data. Pass --eval-data test.npz (arrays x and y)."
         )
-    stem = name or getattr(source, "name", None) or "model"
+    stem = _check_stem(name or getattr(source, "name", None) or "model")
     output_dir = ensure_writable_dir(output_dir)
     calibration = None
     if calibration_data is not None:
@@ -196,11 +200,12 @@ def export_tflite(
         reference_out = source.predict(evaluation.x)
         reference = {"samples": len(evaluation), "accuracy": None}
         if evaluation.y is not None and reference_out.ndim == 2 and reference_out.shape[1] > 1:
+            evaluation.y = check_labels(evaluation.y, reference_out.shape[1], origin=evaluation.origin)
             reference["accuracy"] = float(np.mean(reference_out.argmax(axis=1) == evaluation.y))
     check_x = _check_samples(source, evaluation, calibration)
 
     entries: list[ExportEntry] = []
-    with tempfile.TemporaryDirectory(prefix="edgeopt-export-") as tmp:
+    with _scratch_dir() as tmp:
         say(f"tracing {source.description} once to a SavedModel")
         saved_model = str(source.export_saved_model(Path(tmp) / "saved_model"))
         float_bytes = float_settings = None
@@ -263,6 +268,32 @@ def export_tflite(
         error.report = report
         raise error
     return report
+
+
+def _check_stem(stem: Any) -> str:
+    """`stem` if it names a file inside the output directory: no separators, not `..`."""
+    text = str(stem)
+    if not text or text in (".", "..") or any(c in text for c in ("/", "\\", "\0", os.sep)):
+        raise ConfigError(
+            "The output name must be a plain file stem, without directories. "
+            f"Received: name={text!r}. Pass a name like 'model' (use --output to choose the directory)."
+        )
+    return text
+
+
+@contextlib.contextmanager
+def _scratch_dir():
+    """A temporary directory for the traced SavedModel; a full or read-only temp dir is one error."""
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix="edgeopt-export-")
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot create a temporary directory: {exc.strerror or exc}. Received: TMPDIR={tempfile.gettempdir()!r}. "
+            "Free some space there or point TMPDIR at a writable directory.", path=tempfile.gettempdir(),
+            errno=exc.errno,
+        ) from exc
+    with scratch as tmp:
+        yield tmp
 
 
 def _check_samples(source: ModelSource, evaluation: Dataset | None, calibration: Dataset | None):

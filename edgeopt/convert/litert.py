@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeopt._quiet import capture_native_output
 from edgeopt.errors import MissingDependencyError
 
 
@@ -20,7 +21,8 @@ def make_interpreter(model_content: bytes, num_threads: int | None = None):
         raise MissingDependencyError(
             f"The LiteRT interpreter is not installed. Received: {exc}. Run `pip install ai-edge-litert`."
         ) from exc
-    return Interpreter(model_content=model_content, num_threads=num_threads)
+    with capture_native_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+        return Interpreter(model_content=model_content, num_threads=num_threads)
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
@@ -53,7 +55,8 @@ class TfliteRunner:
 
     def __init__(self, model_content: bytes, num_threads: int | None = None):
         self.interpreter = make_interpreter(model_content, num_threads)
-        self.interpreter.allocate_tensors()
+        with capture_native_output():
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self._batch = int(self.input["shape"][0])

@@ -6,8 +6,6 @@ has to ask which Keras it holds (the pattern of NNCF's backends).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt import _keras
+from edgeopt._quiet import capture_native_output
 from edgeopt.errors import ConfigError, ConversionError, InvalidModelError
 
 
@@ -117,31 +116,48 @@ class KerasSource(ModelSource):
 
     def export_saved_model(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)
+        captured = None
         try:
-            if self.flavour is _keras.Flavour.KERAS3:
-                self.model.export(str(directory), format="tf_saved_model", verbose=False)
-            else:
-                with contextlib.redirect_stdout(io.StringIO()):
+            with capture_native_output() as captured:
+                if self.flavour is _keras.Flavour.KERAS3:
+                    self.model.export(str(directory), format="tf_saved_model", verbose=False)
+                else:
                     self.model.export(str(directory))
         except Exception as exc:  # the tracer raises many types; report them as one
             raise ConversionError(
                 f"Tracing the model to a SavedModel failed. Received: {self.description} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-                "Check that the model runs on a batch of its input shape (`model(x)`)."
+                "Check that the model runs on a batch of its input shape (`model(x)`).",
+                log=captured.text if captured is not None else "",
             ) from exc
         return directory
 
 
 class SavedModelSource(ModelSource):
-    """A SavedModel directory, read through its `serving_default` signature."""
+    """A SavedModel directory, read through its `serving_default` signature.
+
+    A SavedModel is a TensorFlow program: its graph ops (`tf.io.write_file`, ...) run
+    when it is loaded, traced or evaluated. So it is opened only with `unsafe=True`.
+
+    Args:
+        path: the SavedModel directory.
+        unsafe: run the SavedModel's own graph; only for directories you trust.
+            Defaults to `False`, which refuses every SavedModel.
+    """
 
     kind = "saved_model"
 
-    def __init__(self, path: str | os.PathLike):
-        import tensorflow as tf
-
+    def __init__(self, path: str | os.PathLike, *, unsafe: bool = False):
         self.path = Path(path)
         self.name = self.path.name
+        if not unsafe:
+            raise InvalidModelError(
+                "A SavedModel runs its own TensorFlow graph (which can read and write files) when it is loaded. "
+                f"Received: the SavedModel directory {str(self.path)!r}. Pass --unsafe (unsafe=True) only if you "
+                "trust it, or export the .keras/.h5 file instead."
+            )
+        import tensorflow as tf
+
         try:
             self._loaded = tf.saved_model.load(str(self.path))
             self._fn = self._loaded.signatures["serving_default"]
@@ -196,13 +212,15 @@ def open_source(model: Any, *, unsafe: bool = False) -> ModelSource:
     Args:
         model: a Keras 3 or tf_keras model, or a path to a `.keras`/`.h5` file or a
             SavedModel directory.
-        unsafe: allow Lambda layers and other code when loading. Defaults to `False`.
+        unsafe: allow model files that run code as they load (Lambda layers, foreign
+            modules) and SavedModel directories (their graph runs). Only for files you
+            trust. Defaults to `False`.
     """
     if isinstance(model, ModelSource):
         return model
     if isinstance(model, (str, os.PathLike)):
         path = _keras.check_model_path(model)
         if path.is_dir():
-            return SavedModelSource(path)
+            return SavedModelSource(path, unsafe=unsafe)
         return KerasSource(_keras.load_model(path, unsafe=unsafe), name=path.stem)
     return KerasSource(model)

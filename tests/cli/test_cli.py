@@ -117,3 +117,80 @@ def test_unknown_precision_is_a_usage_error(data_files):
     result = run("export", data_files / "model.keras", "-p", "int3")
     assert result.exit_code == 2
     assert "'int3' is not one of" in result.stderr
+
+
+def _lambda_h5(tmp):
+    from edgeopt._keras import keras_module
+    from tests.test_model_code import _writes_marker
+
+    tk = keras_module("tf_keras")
+    tk.Sequential([tk.Input((4,)), tk.layers.Lambda(_writes_marker(str(tmp / "ran")))]).save(tmp / "evil.h5")
+    (tmp / "ran").unlink()
+    return ["export", tmp / "evil.h5"]
+
+
+def _saved_model(tmp):
+    from tests.test_model_code import _WritingModule
+
+    _WritingModule.save(tmp / "sm", tmp / "ran")
+    return ["export", tmp / "sm"]
+
+
+def _corrupt_image(tmp, model):
+    from PIL import Image
+
+    (tmp / "images").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp / "images" / "ok.png")
+    (tmp / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    return ["export", model, "-p", "int8", "--calibration-data", tmp / "images"]
+
+
+def _float_labels(tmp, model):
+    np.savez(tmp / "eval.npz", x=np.zeros((4, 8, 8, 1), np.float32), y=np.array([0.5, 1, 2, 3]))
+    return ["export", model, "--eval-data", tmp / "eval.npz"]
+
+
+HOSTILE = {
+    "lambda in tf_keras h5": (lambda tmp, model: _lambda_h5(tmp), "Lambda layer (Python code)"),
+    "saved model without --unsafe": (lambda tmp, model: _saved_model(tmp), "SavedModel runs its own"),
+    "name escapes --output": (lambda tmp, model: ["export", model, "--name", "../escaped"], "plain file stem"),
+    "corrupt image": (_corrupt_image, "broken.png"),
+    "non-integer labels": (_float_labels, "non-integer"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_input_is_one_line_and_exit_1(data_files, tmp_path, case):
+    build, message = HOSTILE[case]
+    out = tmp_path / "out"
+    result = run(*build(tmp_path, data_files / "model.keras"), "--output", out, "-q")
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], result.stderr
+    assert "Received" in lines[0]
+    if case in ("lambda in tf_keras h5", "saved model without --unsafe"):
+        assert "Pass --unsafe (unsafe=True)" in lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "ran").exists()  # no code from the model ran
+    assert not out.exists() or not any(out.iterdir())
+    assert not (tmp_path / "escaped.float32.tflite").exists()
+
+
+def test_disk_full_is_one_line_and_no_partial_file(data_files, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from edgeopt import _files
+
+    real_write = os.write
+
+    def full(fd, data):
+        real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_files.os, "write", full)
+    result = run("export", data_files / "model.keras", "--output", tmp_path / "out", "-q")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Cannot write an output file: No space left on device")
+    assert list((tmp_path / "out").iterdir()) == []

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from edgeopt.convert.calibration import Dataset, load_dataset
+from edgeopt.convert.calibration import Dataset, check_labels, load_dataset
 from edgeopt.convert.source import InputInfo
 from edgeopt.errors import ConfigError
 
@@ -98,3 +103,86 @@ def test_npz_without_x_and_mismatched_labels(tmp_path):
 def test_empty_image_directory(tmp_path):
     with pytest.raises(ConfigError, match="has no images"):
         load_dataset(tmp_path, IMG)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "truncated"])
+def test_corrupt_image_names_the_file(tmp_path, content):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a_good.png")
+    if content == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(tmp_path / "b_bad.png")
+        content = (tmp_path / "b_bad.png").read_bytes()[:200]
+    (tmp_path / "b_bad.png").write_bytes(content)
+    with pytest.raises(ConfigError, match=r"An image in the calibration data cannot be read\. Received: '.*b_bad\.png'"):
+        load_dataset(tmp_path, IMG)
+
+
+@given(st.binary(max_size=400), st.sampled_from([".png", ".jpg", ".bmp"]))
+@settings(max_examples=100, deadline=None)
+def test_any_image_bytes_load_or_fail_with_one_config_error(data, suffix):
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / f"img{suffix}").write_bytes(data)
+        try:
+            dataset = load_dataset(tmp, IMG)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and "Received" in str(exc)
+        else:
+            assert dataset.x.shape == (1, 8, 8, 1)
+
+
+@pytest.mark.parametrize(
+    "y, message",
+    [
+        (np.array([0.5, 1.0, 2.0]), r"non-integer value\(s\) such as 0.5"),
+        (np.array([0.0, np.nan, 1.0]), "non-integer"),
+        (np.array(["cat", "dog", "cat"]), "dtype <U3"),
+        (np.array([0, -1, 2]), "from 0 to 9.*labels from -1 to 2"),
+        (np.array([0, 10, 2]), "from 0 to 9.*labels from 0 to 10"),
+    ],
+)
+def test_class_labels_must_be_indices(y, message):
+    with pytest.raises(ConfigError, match=message) as caught:
+        check_labels(y, 10)
+    assert "\n" not in str(caught.value) and "Received" in str(caught.value)
+
+
+def test_integral_float_and_bool_labels_become_int64():
+    assert check_labels(np.array([0.0, 3.0]), 10).dtype == np.int64
+    assert check_labels(np.array([True, False]), 2).tolist() == [1, 0]
+
+
+@given(hnp.arrays(hnp.scalar_dtypes(), hnp.array_shapes(max_dims=1, max_side=6)), st.integers(1, 20))
+@settings(max_examples=300, deadline=None)
+def test_check_labels_gives_indices_or_config_error(y, classes):
+    try:
+        labels = check_labels(y, classes)
+    except ConfigError:
+        return
+    assert labels.dtype == np.int64 and ((labels >= 0) & (labels < classes)).all()
+
+
+def _npz_bytes(data: bytes) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("x.npy", data)
+    return buffer.getvalue()
+
+
+@given(st.sampled_from([".npy", ".npz", "npz-member"]), st.binary(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_any_npy_npz_bytes_load_or_fail_with_one_config_error(kind, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / ("d.npz" if kind != ".npy" else "d.npy")
+        path.write_bytes(_npz_bytes(data) if kind == "npz-member" else data)
+        try:
+            load_dataset(path, IMG)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and "Received" in str(exc)
+
+
+def test_corrupt_npz_is_a_config_error(tmp_path):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 60)
+    with pytest.raises(ConfigError, match=r"Cannot read the calibration data.*bad\.npz"):
+        load_dataset(tmp_path / "bad.npz", IMG)

@@ -116,7 +116,8 @@ def test_int8_io_dtype(keras3_model, digits, tmp_path, io_dtype, np_dtype):
 def test_saved_model_directory_and_keras_file(data_files, digits, tmp_path, keras3_model):
     saved = tmp_path / "sm"
     keras3_model.export(str(saved), format="tf_saved_model", verbose=False)
-    from_dir = export_tflite(saved, ["float32"], output_dir=tmp_path / "a", eval_data=(digits.x_test, digits.y_test))
+    from_dir = export_tflite(saved, ["float32"], output_dir=tmp_path / "a", eval_data=(digits.x_test, digits.y_test),
+                             unsafe=True)
     from_file = export_tflite(data_files / "model.keras", ["float32"], output_dir=tmp_path / "b",
                               eval_data=(digits.x_test, digits.y_test))
     assert from_dir.source.startswith("SavedModel") and from_file.source.startswith("keras3")
@@ -156,3 +157,53 @@ def test_int8_without_calibration_names_the_fix(keras3_model, tmp_path):
 def test_unknown_precision(keras3_model, tmp_path):
     with pytest.raises(ConfigError, match="Received: precision='int3'"):
         export_tflite(keras3_model, ["int3"], output_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../escaped", "sub/model", "/tmp/abs", "..", ".", "", "a\\b", "nul\0byte"])
+def test_name_cannot_leave_the_output_directory(keras3_model, tmp_path, name):
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"plain file stem.*Received: name=") as caught:
+        export_tflite(keras3_model, ["float32"], output_dir=out, name=name)
+    assert "\n" not in str(caught.value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_during_export_keeps_finished_files_whole(keras3_model, digits, tmp_path, monkeypatch):
+    """ENOSPC while int8 is written: one OutputError, no partial int8 file, float32 intact."""
+    import errno
+    import os
+
+    from edgeopt import OutputError
+    from edgeopt import _files
+
+    real_write, written = os.write, []
+
+    def write(fd, data):
+        if len(data) > 3000 and written:  # the second model file: a few bytes go, then the disk is full
+            real_write(fd, bytes(data[:100]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(len(data))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(_files.os, "write", write)
+    with pytest.raises(OutputError, match=r"No space left on device\. Received: '.*model\.int8\.tflite'") as caught:
+        export_tflite(keras3_model, ["float32", "int8"], output_dir=tmp_path, name="model",
+                      calibration_data=digits.x_train[:50])
+    assert "\n" not in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.float32.tflite"]
+    assert inspect_tflite(tmp_path / "model.float32.tflite").size_bytes == written[0]
+
+
+@pytest.mark.parametrize("labels, message", [(np.full(50, 0.5), "non-integer"), (np.full(50, 12), "from 0 to 9")])
+def test_eval_labels_must_be_class_indices(keras3_model, digits, tmp_path, labels, message):
+    with pytest.raises(ConfigError, match=message):
+        export_tflite(keras3_model, ["float32"], output_dir=tmp_path, eval_data=(digits.x_test[:50], labels))
+    assert not (tmp_path / "export_report.json").exists()
+
+
+def test_float_targets_of_a_regression_model_are_fine(digits, tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(1)])
+    report = export_tflite(model, ["float32"], output_dir=tmp_path, eval_data=(digits.x_test[:20], np.full(20, 0.5)))
+    assert report["float32"].validation["accuracy"] is None
