@@ -24,6 +24,7 @@ from edgeopt import _keras
 from edgeopt._files import atomic_write_json, ensure_writable_dir
 from edgeopt.errors import AccuracyGateError, ConfigError, EdgeoptError
 from edgeopt.pipeline import techniques
+from edgeopt.pipeline.lock import RunLock
 from edgeopt.pipeline.manifest import Manifest, hash_inputs
 from edgeopt.pipeline.recipe import Recipe, check_device_names, load_recipe
 
@@ -69,19 +70,23 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
             raise ConfigError(f"No such variants in {recipe.path or 'the recipe'}. Received: {unknown}. "
                               f"Variants: {[v['name'] for v in recipe.variants]}.")
         recipe.variants = [v for v in recipe.variants if v["name"] in variants]
+    if resume is not None and not Path(resume).is_dir():
+        raise ConfigError(f"Nothing to resume: no such run directory. Received: {str(resume)!r}. "
+                          "Pass the directory of an earlier `edgeopt run`.")
     run_dir = Path(resume or out_dir or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     ensure_writable_dir(run_dir, what="run directory")
-    manifest = Manifest.open(run_dir, recipe.to_dict(), recipe.path, resume=resume is not None)
-    runner = _Runner(recipe, manifest, say)
-    try:
-        runner.run()
-    except KeyboardInterrupt:
-        manifest.finish("interrupted")
-        raise
-    manifest.finish("failed" if runner.failed else "done")
-    from edgeopt.pipeline.report import write_report
+    with RunLock(run_dir):  # a second run into the same directory stops here, before it writes anything
+        manifest = Manifest.open(run_dir, recipe.to_dict(), recipe.path, resume=resume is not None)
+        runner = _Runner(recipe, manifest, say)
+        try:
+            runner.run()
+        except KeyboardInterrupt:
+            manifest.finish("interrupted")
+            raise
+        manifest.finish("failed" if runner.failed else "done")
+        from edgeopt.pipeline.report import write_report
 
-    write_report(run_dir)
+        write_report(run_dir)
     say(f"report: {run_dir / 'report.md'}")
     return RunResult(run_dir, manifest.data, runner.failed, runner.skipped)
 
@@ -102,9 +107,10 @@ class _Runner:
             self._data_loaded = True
         return self._data
 
-    def stage(self, key: str, input_hash: str, work: Callable[[], tuple[list[Path], dict | None]]) -> bool:
-        """Runs `work` unless the manifest shows it done with the same inputs."""
-        if self.manifest.is_done(key, input_hash):
+    def stage(self, key: str, input_hash: str, work: Callable[[], tuple[list[Path], dict | None]], *,
+              needs: str | None = None) -> bool:
+        """Runs `work` unless the manifest shows it done with the same inputs (and a `needs` file)."""
+        if self.manifest.is_done(key, input_hash, needs=needs):
             self.skipped.append(key)
             self.say(f"[{key}] unchanged, skipped")
             return True
@@ -130,7 +136,7 @@ class _Runner:
 
     def run(self) -> None:
         base_hash = self.recipe.section_hash("model", "data", "train")
-        if not self.stage("train", base_hash, self._train):
+        if not self.stage("train", base_hash, self._train, needs="model"):
             return
         for variant in self.recipe.variants:
             self._variant(variant)
@@ -153,7 +159,7 @@ class _Runner:
         vdir = self.dir / name
         base_path, base_sha = self.model_file("train")
         if not self.stage(f"variant:{name}", hash_inputs(variant["steps"], base_sha, self.recipe.train),
-                          lambda: self._apply(variant, base_path, vdir)):
+                          lambda: self._apply(variant, base_path, vdir), needs="model"):
             return
         if self.recipe.export is None:
             return
