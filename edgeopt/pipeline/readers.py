@@ -37,7 +37,8 @@ def read_json(path: Path, what: str) -> Any:
         raise ConfigError(f"{what} is not UTF-8 text. Received: {str(path)!r}. {_FIX}") from None
     except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError; so are 5,000-digit numbers
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{what} is not valid JSON (truncated?). Received: {str(path)!r} ({detail}). {_FIX}") from None
+        raise ConfigError(f"{what} is not valid JSON (truncated?). Received: {str(path)!r} ({detail}). "
+                          f"{_FIX}") from None
 
 
 def load_manifest(run_dir: str | Path) -> dict:

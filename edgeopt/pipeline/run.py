@@ -3,6 +3,7 @@
 Layout of a run directory:
 
     manifest.json               recipe as resolved, versions, every stage with hashes and timings
+    .edgeopt.lock               held (an OS file lock) by the run using the directory
     train/model.keras           the trained base model
     <variant>/model.keras       the variant after its steps (model.h5 for tfmot QAT models)
     <variant>/*.tflite, export_report.json, bench.json
@@ -227,9 +228,8 @@ class _Runner:
     def _bench(self, files: list[Path], vdir: Path):
         from edgeopt.bench.harness import bench
 
-        b = self.recipe.bench
-        results = bench(files, b["devices"], threads=b["threads"], runs=b["runs"], warmup=b["warmup"],
-                        min_secs=b["min_secs"], max_secs=b["max_secs"], progress=lambda line: self.say(f"  {line}"))
+        settings = {k: v for k, v in self.recipe.bench.items() if k != "devices"}  # bench's own arguments
+        results = bench(files, self.recipe.bench["devices"], **settings, progress=lambda line: self.say(f"  {line}"))
         for r in results:
             r.model = str(Path(r.model).relative_to(self.dir))
         path = vdir / "bench.json"

@@ -171,7 +171,8 @@ def test_broken_variant_files_are_one_line_in_report(tmp_path, name, content):
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=12), inner, max_size=4),
                     max_leaves=30)
 KEYS = st.sampled_from(["recipe", "name", "variants", "stages", "status", "updated", "outputs", "seconds", "input_hash",
                         "error", "info", "baseline", "train", "train/model.keras", "../x", "/etc/passwd"])
