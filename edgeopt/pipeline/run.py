@@ -25,6 +25,7 @@ from edgeopt import _keras
 from edgeopt._files import atomic_write_json, ensure_writable_dir
 from edgeopt.errors import AccuracyGateError, ConfigError, EdgeoptError
 from edgeopt.pipeline import techniques
+from edgeopt.pipeline.layout import recipe_name_problem, variant_name_problem
 from edgeopt.pipeline.lock import RunLock
 from edgeopt.pipeline.manifest import Manifest, hash_inputs
 from edgeopt.pipeline.recipe import Recipe, check_device_names, load_recipe
@@ -59,6 +60,7 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
     """
     say = progress or (lambda line: None)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    _check_names(recipe)  # a Recipe built in Python skipped load_recipe's checks
     if devices:
         check_device_names(devices, "--device")
         if recipe.bench is None:
@@ -238,6 +240,15 @@ class _Runner:
         if failed:
             raise EdgeoptError(f"{len(failed)} benchmark job(s) failed (results kept in {path}): " + "; ".join(failed))
         return [path], None
+
+
+def _check_names(recipe: Recipe) -> None:
+    """The recipe's and variants' names become paths: refuse any that would leave the run directory."""
+    problems = [(f"name {recipe.name!r}", recipe_name_problem(recipe.name))]
+    problems += [(f"variant name {v.get('name')!r}", variant_name_problem(v.get("name"))) for v in recipe.variants]
+    for what, problem in problems:
+        if problem:
+            raise ConfigError(f"The recipe's {what} {problem}. Received: {what}. Rename it.")
 
 
 def _save(model, directory: Path) -> Path:

@@ -139,6 +139,21 @@ def test_recipe_name_must_be_a_plain_name(tmp_path, name):
         parse(recipe(name=name), tmp_path)
 
 
+@pytest.mark.parametrize("field, value", [("name", "../../escaped"), ("variant", "train")])
+def test_run_refuses_unsafe_names_of_a_recipe_built_in_python(tmp_path, monkeypatch, field, value):
+    from edgeopt.pipeline.run import run_recipe
+
+    monkeypatch.chdir(tmp_path / "..")
+    parsed = parse(recipe(bench=None, export=None, train=None, data=None))
+    if field == "name":
+        parsed.name = value
+    else:
+        parsed.variants[0]["name"] = value
+    with pytest.raises(ConfigError, match="Rename it"):
+        run_recipe(parsed, out_dir=None if field == "name" else tmp_path / "out")
+    assert not list(tmp_path.parent.parent.glob("escaped*")) and not (tmp_path / "out").exists()
+
+
 def test_recipe_name_from_an_odd_file_name_is_made_safe(tmp_path):
     path = tmp_path / "my recipe (v2).yaml"
     data = recipe()
