@@ -25,7 +25,9 @@ from typing import Any
 
 from edgeopt.errors import ConfigError
 
-MAX_BYTES = 1 << 20  # recipes and profiles are a few KiB
+# Recipes and profiles are a few KiB. PyYAML's pure-Python parser (needed for the
+# hooks below) takes about 3 s for 128 KiB of tiny items, so this also bounds the time.
+MAX_BYTES = 128 << 10
 MAX_DEPTH = 100  # nested mappings/sequences
 # What aliases may add to the document, in nodes (a scalar also counts one per 64
 # characters): generous for anchors of shared defaults, tiny next to a bomb.

@@ -92,7 +92,7 @@ def test_modest_aliases_and_merges_still_work():
 
 
 @pytest.mark.parametrize("text", ["[" * 20000 + "]" * 20000, "{a: " * 20000 + "}" * 20000,
-                                  "".join(f"{' ' * i}a:\n" for i in range(1000)) + " " * 1000 + "x"],
+                                  "".join(f"{' ' * i}a:\n" for i in range(500)) + " " * 500 + "x"],
                          ids=["flow-sequences", "flow-mappings", "block-mappings"])
 def test_deep_nesting_is_one_line(tmp_path, text):
     path = tmp_path / "deep.yaml"
