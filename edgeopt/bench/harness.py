@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
+from edgeopt.bench.arguments import validate_bench_args
 from edgeopt.bench.profiles import DeviceProfile, load_profile
 from edgeopt.bench.result import LatencyResult
 from edgeopt.bench.session import DeviceSession
@@ -57,8 +58,10 @@ def measure_latency(model: str | os.PathLike, device: str | DeviceProfile = "loc
         keep: leave pushed files on the device. Defaults to `False`.
 
     Raises:
+        ConfigError: a bad argument (see `validate_bench_args`), before any device is touched.
         DeviceError: and its subclasses, with the device name and a fix hint.
     """
+    validate_bench_args(threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, max_secs=max_secs, keep=keep)
     (path,) = _check_models([model])
     profile = load_profile(device)
     with DeviceSession(profile, keep=keep) as session:
@@ -74,6 +77,7 @@ def bench(models: Sequence[str | os.PathLike], devices: Sequence[str | DevicePro
         One `LatencyResult` per (device, model), in device-then-model order.
     """
     say = progress or (lambda line: None)
+    validate_bench_args(threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, max_secs=max_secs, keep=keep)
     paths = _check_models(models)
     profiles = [load_profile(d) for d in devices]  # an unknown profile fails before any work
     if len({p.name for p in profiles}) != len(profiles):

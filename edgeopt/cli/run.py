@@ -19,7 +19,8 @@ def run(recipe, out_dir, resume, devices, variants, quiet, as_json):
     """Train, compress, export, benchmark and report as RECIPE says.
 
     The whole recipe is validated before anything runs. Exit 1 if a stage failed;
-    the other variants' results are kept.
+    the other variants' results are kept. One run at a time per run directory: a
+    second run into a directory in use stops at once (exit 1).
 
     \b
     Example:

@@ -23,6 +23,7 @@ import numpy as np
 from edgeopt._files import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from edgeopt._versions import versions
 from edgeopt.convert import engines
+from edgeopt.convert.arguments import validate_export_args
 from edgeopt.convert.calibration import Dataset, check_labels, load_dataset
 from edgeopt.convert.inspect import inspect_tflite
 from edgeopt.convert.litert import TfliteRunner
@@ -155,14 +156,8 @@ def export_tflite(
     started = time.perf_counter()
     say = progress or (lambda line: None)
     precisions = parse_precisions(precisions)
-    try:
-        io_dtype = IODtype(str(io_dtype))
-    except ValueError:
-        raise ConfigError(
-            f"Unknown io_dtype. Received: io_dtype={io_dtype!r}. Use one of: {', '.join(d.value for d in IODtype)}."
-        ) from None
-    if calibration_samples < 1:
-        raise ConfigError(f"calibration_samples must be at least 1. Received: calibration_samples={calibration_samples}.")
+    io_dtype = validate_export_args(calibration_samples=calibration_samples, io_dtype=io_dtype,
+                                    max_accuracy_drop=max_accuracy_drop)
     if name is not None:
         _check_stem(name)
     source = open_source(model, unsafe=unsafe)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeopt.errors import ConfigError
-from edgeopt.pipeline.manifest import MANIFEST
+from edgeopt.pipeline.readers import load_manifest
 from edgeopt.pipeline.report import Row, collect_rows
 
 
 def _check(run_dir: Path) -> Path:
-    if not (Path(run_dir) / MANIFEST).is_file():
-        raise ConfigError(f"Not an edgeopt run directory (no {MANIFEST}). Received: {str(run_dir)!r}. "
-                          "Pass directories written by `edgeopt run`.")
+    """`run_dir`, once its manifest reads back as one `edgeopt run` writes (else `ConfigError`)."""
+    load_manifest(run_dir)
     return Path(run_dir)
 
 

@@ -18,8 +18,10 @@ from typing import Any
 from edgeopt._files import atomic_write_json, sha256_file
 from edgeopt._versions import versions
 from edgeopt.errors import ConfigError
+from edgeopt.pipeline.layout import MANIFEST
+from edgeopt.pipeline.readers import load_manifest
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "Manifest", "hash_inputs"]
 
 
 def hash_inputs(*parts: Any) -> str:
@@ -41,7 +43,7 @@ class Manifest:
             if not path.is_file():
                 raise ConfigError(f"Nothing to resume: no {MANIFEST} in the run directory. Received: {str(run_dir)!r}. "
                                   "Pass the directory of an earlier `edgeopt run`.")
-            data = json.loads(path.read_text())
+            data = load_manifest(run_dir)
             data["recipe"] = recipe
         else:
             data = {"recipe": recipe, "recipe_path": recipe_path, "created": _now(), "stages": {}}
@@ -58,11 +60,21 @@ class Manifest:
         self.data["updated"] = _now()
         atomic_write_json(self.run_dir / MANIFEST, self.data)
 
-    def is_done(self, key: str, input_hash: str) -> bool:
+    def is_done(self, key: str, input_hash: str, *, needs: str | None = None) -> bool:
+        """True when `key` is done with these inputs and its outputs are unchanged on disk.
+
+        Args:
+            key: the stage.
+            input_hash: the hash of its inputs now.
+            needs: a file stem the stage must have written (`"model"`). Defaults to `None`.
+        """
         entry = self.stages.get(key)
         if not entry or entry.get("status") != "done" or entry.get("input_hash") != input_hash:
             return False
-        for rel, digest in entry.get("outputs", {}).items():
+        outputs = entry.get("outputs", {})
+        if needs is not None and not any(Path(rel).stem == needs for rel in outputs):
+            return False
+        for rel, digest in outputs.items():
             path = self.run_dir / rel
             if not path.is_file() or sha256_file(path) != digest:
                 return False

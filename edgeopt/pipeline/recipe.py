@@ -16,13 +16,17 @@ profiles — and each error names the file, the key and the value.
                                                     begin_step: 0, end_step: 200}},
                       frequency: 20, epochs: 8}
     export: {precisions: [float32, int8], calibration_samples: 200, max_accuracy_drop: 2.0}
-    bench: {devices: [local], threads: 1, runs: 50, warmup: 5, min_secs: 0.5}
+    bench: {devices: [local], threads: 1, runs: 50, warmup: 5, min_secs: 1.0}
+
+Section defaults are those of the public callables (`export_tflite`, `bench`), read
+from their signatures, and values are checked by the same functions they use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +34,11 @@ from typing import Any
 
 from edgeopt._yaml import read_yaml
 from edgeopt.errors import ConfigError
+from edgeopt.pipeline._checks import check_keys as _check_keys, mapping as _mapping
+from edgeopt.pipeline._checks import path_string as _path_string, positive as _positive, where as _where
+from edgeopt.pipeline.layout import recipe_name_problem, safe_recipe_name, variant_name_problem
+from edgeopt.pipeline.sections import check_device_names  # noqa: F401 - part of this module's API
+from edgeopt.pipeline.sections import parse_bench as _bench, parse_export as _export, precisions as _precisions
 
 # Technique name -> the keys its step accepts (the public API's arguments, plus `epochs`).
 TECHNIQUES: dict[str, set[str]] = {
@@ -83,25 +92,6 @@ class Recipe:
         return next(v for v in self.variants if v["name"] == name)
 
 
-def _where(path, *keys) -> str:
-    return f"{path or 'recipe'}: {'.'.join(str(k) for k in keys)}"
-
-
-def _mapping(value, path, *keys) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{_where(path, *keys)} must be a mapping. Received: {value!r}.")
-    return value
-
-
-def _check_keys(value: dict, allowed: set[str], path, *keys) -> None:
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ConfigError(f"Unknown key{'s' if len(unknown) > 1 else ''} in {_where(path, *keys)}. "
-                          f"Received: {', '.join(map(str, unknown))}. Allowed: {', '.join(sorted(allowed))}.")
-
-
 def resolve_callable(spec: str, where: str) -> Any:
     """`package.module:attribute` -> the object, with errors that name the part that failed."""
     if not isinstance(spec, str) or ":" not in spec:
@@ -128,8 +118,15 @@ def load_recipe(path: str | Path, *, check_devices: bool = True) -> Recipe:
 def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = True) -> Recipe:
     data = _mapping(data, path, "<top>")
     _check_keys(data, SECTIONS, path, "<top>")
-    name = data.get("name") or (Path(path).stem if path else "recipe")
-    recipe = Recipe(name=str(name), path=path, description=str(data.get("description", "")))
+    if "name" in data:
+        name = data["name"]
+        problem = recipe_name_problem(name)
+        if problem:  # it names the run directory, runs/<name>-<time>
+            raise ConfigError(f"{_where(path, 'name')} {problem}. Received: {name!r}. "
+                              "Use a plain name such as digits_cnn.")
+    else:
+        name = safe_recipe_name(Path(path).stem) if path else "recipe"
+    recipe = Recipe(name=name, path=path, description=str(data.get("description", "")))
     recipe.model = _model(_mapping(data.get("model"), path, "model"), path)
     recipe.data = _data(data.get("data"), path) if "data" in data else None
     recipe.train = _train(data.get("train"), path) if "train" in data else None
@@ -142,6 +139,9 @@ def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = Tr
     if stepped and (recipe.train is None or recipe.data is None):
         raise ConfigError(f"{_where(path, 'variants')} {stepped} fine-tune the model, which needs the data and train "
                           "sections. Received: no train/data. Add them, or drop the steps.")
+    if recipe.export and recipe.export["max_accuracy_drop"] is not None and recipe.data is None:
+        raise ConfigError(f"{_where(path, 'export', 'max_accuracy_drop')} needs labelled test data. Received: no "
+                          "'data' section. Add data: {source: digits}, or drop max_accuracy_drop.")
     if recipe.bench and not recipe.export:
         raise ConfigError(f"{_where(path, 'bench')} needs an export section. Received: no 'export'. "
                           "Add export: {precisions: [float32]}.")
@@ -152,14 +152,31 @@ def _model(model: dict, path) -> dict:
     _check_keys(model, {"builder", "kwargs", "path"}, path, "model")
     if ("builder" in model) == ("path" in model):
         raise ConfigError(f"{_where(path, 'model')} needs exactly one of 'builder' or 'path'. Received: {model!r}.")
+    kwargs = _mapping(model.get("kwargs"), path, "model", "kwargs")
     if "builder" in model:
         builder = resolve_callable(model["builder"], _where(path, "model", "builder"))
         if not callable(builder):
             raise ConfigError(f"{_where(path, 'model', 'builder')} is not callable. Received: {model['builder']!r}.")
-    elif not Path(model["path"]).exists():
+        _check_call(builder, kwargs, _where(path, "model", "kwargs"), model["builder"])
+    elif not Path(_path_string(model["path"], path, "model", "path")).exists():
         raise ConfigError(f"{_where(path, 'model', 'path')}: no such model file. Received: {model['path']!r}.")
-    return {"builder": model.get("builder"), "path": model.get("path"),
-            "kwargs": _mapping(model.get("kwargs"), path, "model", "kwargs")}
+    elif kwargs:
+        raise ConfigError(f"{_where(path, 'model', 'kwargs')} are for a builder; a model file takes none. "
+                          f"Received: {kwargs!r}. Drop kwargs, or use builder.")
+    return {"builder": model.get("builder"), "path": model.get("path"), "kwargs": kwargs}
+
+
+def _check_call(function, kwargs: dict, where: str, spec: str) -> None:
+    """`function(**kwargs)` would bind: the names and count of the arguments fit its signature."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature: it checks when called
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where} do not fit {spec}: {exc}. Received: {sorted(map(str, kwargs))}. "
+                          "Check the argument names.") from None
 
 
 def _data(data, path) -> dict:
@@ -168,32 +185,29 @@ def _data(data, path) -> dict:
     data = _mapping(data, path, "data")
     _check_keys(data, {"source", "train", "val", "test", "loader", "kwargs"}, path, "data")
     source = data.get("source", "loader" if "loader" in data else "npz" if "train" in data else None)
+    kwargs = _mapping(data.get("kwargs"), path, "data", "kwargs")
     if source == "digits":
-        return {"source": "digits", "kwargs": _mapping(data.get("kwargs"), path, "data", "kwargs")}
+        from edgeopt.datasets import load_digits_splits
+
+        _check_call(load_digits_splits, kwargs, _where(path, "data", "kwargs"), "load_digits_splits")
+        return {"source": "digits", "kwargs": kwargs}
     if source == "loader":
-        resolve_callable(data.get("loader"), _where(path, "data", "loader"))
-        return {"source": "loader", "loader": data["loader"], "kwargs": _mapping(data.get("kwargs"), path, "data", "kwargs")}
+        loader = resolve_callable(data.get("loader"), _where(path, "data", "loader"))
+        if not callable(loader):
+            raise ConfigError(f"{_where(path, 'data', 'loader')} is not callable. Received: {data['loader']!r}.")
+        _check_call(loader, kwargs, _where(path, "data", "kwargs"), data["loader"])
+        return {"source": "loader", "loader": data["loader"], "kwargs": kwargs}
     if source == "npz":
         for split in ("train", "test"):
             if split not in data:
                 raise ConfigError(f"{_where(path, 'data', split)} is missing. Received: {sorted(data)}. "
                                   "Give .npz paths with arrays x and y for train and test (val optional).")
         for split in ("train", "val", "test"):
-            if split in data and not Path(data[split]).is_file():
+            if split in data and not Path(_path_string(data[split], path, "data", split)).is_file():
                 raise ConfigError(f"{_where(path, 'data', split)}: file not found. Received: {data[split]!r}.")
         return {"source": "npz", **{s: data[s] for s in ("train", "val", "test") if s in data}}
     raise ConfigError(f"{_where(path, 'data', 'source')} is unknown. Received: {source!r}. "
                       "Use 'digits', 'npz' (with train/test paths) or 'loader' (package.module:function).")
-
-
-def _positive(value, kind, path, *keys):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-    if kind is int:
-        ok = ok and isinstance(value, int)
-    if not ok:
-        raise ConfigError(f"{_where(path, *keys)} must be a positive {'integer' if kind is int else 'number'}. "
-                          f"Received: {value!r}.")
-    return value
 
 
 def _train(train, path) -> dict:
@@ -204,6 +218,15 @@ def _train(train, path) -> dict:
     _positive(out["epochs"], int, path, "train", "epochs")
     _positive(out["batch_size"], int, path, "train", "batch_size")
     _positive(out["learning_rate"], float, path, "train", "learning_rate")
+    if not isinstance(out["seed"], int) or isinstance(out["seed"], bool) or not 0 <= out["seed"] < 2**32:
+        raise ConfigError(f"{_where(path, 'train', 'seed')} must be an integer from 0 to 2**32 - 1. "
+                          f"Received: {out['seed']!r}.")
+    if not isinstance(out["loss"], str) or not out["loss"]:
+        raise ConfigError(f"{_where(path, 'train', 'loss')} must be the name of a Keras loss. "
+                          f"Received: {out['loss']!r}.")
+    if not isinstance(out["metrics"], list) or not all(isinstance(m, str) and m for m in out["metrics"]):
+        raise ConfigError(f"{_where(path, 'train', 'metrics')} must be a list of Keras metric names. "
+                          f"Received: {out['metrics']!r}.")
     if out["optimizer"] not in ("adam", "sgd", "rmsprop", "adamw"):
         raise ConfigError(f"{_where(path, 'train', 'optimizer')} is unknown. Received: {out['optimizer']!r}. "
                           "Use adam, adamw, sgd or rmsprop.")
@@ -220,12 +243,13 @@ def _variants(variants, path, recipe: Recipe) -> list[dict]:
         variant = _mapping(variant, path, "variants", i)
         _check_keys(variant, {"name", "steps", "precisions", "description"}, path, "variants", i)
         name = variant.get("name")
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"{_where(path, 'variants', i, 'name')} must be a name of letters, digits, _ and -. "
-                              f"Received: {name!r}.")
-        if name in names:
-            raise ConfigError(f"{_where(path, 'variants')} names {name!r} twice. Received: two variants {name!r}.")
-        names.add(name)
+        problem = variant_name_problem(name)  # it names a directory of the run
+        if problem:
+            raise ConfigError(f"{_where(path, 'variants', i, 'name')} {problem}. Received: {name!r}.")
+        if name.casefold() in names:  # one directory on case-insensitive file systems
+            raise ConfigError(f"{_where(path, 'variants')} names {name!r} twice (names differing only in case "
+                              f"count as one). Received: two variants {name!r}. Rename one.")
+        names.add(name.casefold())
         steps = variant.get("steps") or []
         if not isinstance(steps, list):
             raise ConfigError(f"{_where(path, 'variants', name, 'steps')} must be a list. Received: {steps!r}.")
@@ -274,16 +298,14 @@ def _step(step, path, variant, index, recipe) -> tuple[str, dict]:
 
 def _dry_build(kind, settings, path, variant) -> None:
     """Builds the technique's configuration objects now, so bad values fail before training."""
-    from edgeopt.pruning import masks, schedule as schedules
+    from edgeopt.pruning import Pruning, schedule as schedules
 
     where = _where(path, "variants", variant, kind)
     try:
         if kind == "pruning":
             ((name, args),) = settings["schedule"].items()
-            getattr(schedules, SCHEDULES[name])(**args)
-            masks.parse_granularity(settings.get("granularity", "unstructured"))
-            if settings.get("frequency", 100) <= 0:
-                raise ConfigError(f"frequency must be a positive integer. Received: frequency={settings['frequency']!r}.")
+            schedule = getattr(schedules, SCHEDULES[name])(**_mapping(args, path, "variants", variant, "schedule"))
+            Pruning(schedule, **{k: v for k, v in settings.items() if k not in ("schedule", "epochs")})
         elif kind == "clustering" and (not isinstance(settings.get("clusters", 16), int) or settings.get("clusters", 16) < 2):
             raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={settings.get('clusters')!r}.")
         elif kind == "distill":
@@ -297,45 +319,3 @@ def _dry_build(kind, settings, path, variant) -> None:
         raise ConfigError(f"{where}: {exc}") from None
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}. Check the argument names.") from None
-
-
-def _precisions(values, path, *keys) -> list[str]:
-    from edgeopt.convert.precision import parse_precisions
-
-    try:
-        return [str(p) for p in parse_precisions(values)]
-    except ConfigError as exc:
-        raise ConfigError(f"{_where(path, *keys)}: {exc}") from None
-
-
-def _export(export, path) -> dict:
-    export = _mapping(export, path, "export")
-    _check_keys(export, {"precisions", "calibration_samples", "max_accuracy_drop", "io_dtype"}, path, "export")
-    out = {"precisions": ["float32"], "calibration_samples": 200, "max_accuracy_drop": None, "io_dtype": "int8",
-           **export}
-    out["precisions"] = _precisions(out["precisions"], path, "export", "precisions")
-    _positive(out["calibration_samples"], int, path, "export", "calibration_samples")
-    if out["io_dtype"] not in ("int8", "uint8", "float32"):
-        raise ConfigError(f"{_where(path, 'export', 'io_dtype')} is unknown. Received: {out['io_dtype']!r}.")
-    return out
-
-
-def _bench(bench, path, check_devices) -> dict:
-    bench = _mapping(bench, path, "bench")
-    _check_keys(bench, {"devices", "threads", "runs", "warmup", "min_secs", "max_secs"}, path, "bench")
-    out = {"devices": ["local"], "threads": None, "runs": 50, "warmup": 5, "min_secs": 0.5, "max_secs": 150.0, **bench}
-    if not isinstance(out["devices"], list) or not out["devices"]:
-        raise ConfigError(f"{_where(path, 'bench', 'devices')} must be a non-empty list. Received: {out['devices']!r}.")
-    if check_devices:
-        check_device_names(out["devices"], _where(path, "bench", "devices"))
-    return out
-
-
-def check_device_names(devices, where: str) -> None:
-    from edgeopt.bench.profiles import load_profile
-
-    for device in devices:
-        try:
-            load_profile(device)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None

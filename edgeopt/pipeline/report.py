@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgeopt._files import atomic_write_bytes, atomic_write_text
-from edgeopt.pipeline.manifest import MANIFEST
+from edgeopt.pipeline.readers import load_bench_results, load_export_report, load_manifest
 
 
 @dataclass
@@ -37,16 +37,16 @@ class Row:
 
 def collect_rows(run_dir: str | Path) -> list[Row]:
     run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / MANIFEST).read_text())
+    manifest = load_manifest(run_dir)
     variants = [v["name"] for v in manifest["recipe"]["variants"]]
     raw = []
     for name in variants:
         report_path = run_dir / name / "export_report.json"
         if not report_path.is_file():
             continue
-        export = json.loads(report_path.read_text())
+        export = load_export_report(report_path)
         bench_path = run_dir / name / "bench.json"
-        bench = json.loads(bench_path.read_text()) if bench_path.is_file() else []
+        bench = load_bench_results(bench_path) if bench_path.is_file() else []
         for entry in export["entries"]:
             if not entry.get("size_bytes"):
                 continue
@@ -152,14 +152,14 @@ def plot_pareto(rows: list[Row], path: Path) -> bool:
 def write_report(run_dir: str | Path) -> list[Row]:
     """(Re)writes report.md, report.html and pareto.png from a run directory."""
     run_dir = Path(run_dir)
-    manifest = json.loads((run_dir / MANIFEST).read_text())
+    manifest = load_manifest(run_dir)
     rows = collect_rows(run_dir)
     has_plot = plot_pareto(rows, run_dir / "pareto.png")
     stages = manifest["stages"]
-    timing = "\n".join(f"| {k} | {v['status']} | {v['seconds']:.1f} |" for k, v in stages.items())
+    timing = "\n".join(f"| {k} | {v['status']} | {v.get('seconds', 0):.1f} |" for k, v in stages.items())
     failures = [f"- `{k}`: {v.get('error', '')}" for k, v in stages.items() if v["status"] != "done"]
     title = f"edgeopt run: {manifest['recipe']['name']}"
-    md = [f"# {title}", "", f"Status: **{manifest['status']}** · updated {manifest['updated']}", "",
+    md = [f"# {title}", "", f"Status: **{manifest['status']}** · updated {manifest.get('updated', '?')}", "",
           markdown_table(rows), "", "★ = on the Pareto front: no other row of the same device is at least as small (gzip "
           "size: what pruning and clustering shrink), accurate and fast, and better on one. Drop and speed-up are against the baseline's float32 model.", ""]
     if has_plot:

@@ -3,6 +3,7 @@
 Layout of a run directory:
 
     manifest.json               recipe as resolved, versions, every stage with hashes and timings
+    .edgeopt.lock               held (an OS file lock) by the run using the directory
     train/model.keras           the trained base model
     <variant>/model.keras       the variant after its steps (model.h5 for tfmot QAT models)
     <variant>/*.tflite, export_report.json, bench.json
@@ -24,6 +25,8 @@ from edgeopt import _keras
 from edgeopt._files import atomic_write_json, ensure_writable_dir
 from edgeopt.errors import AccuracyGateError, ConfigError, EdgeoptError
 from edgeopt.pipeline import techniques
+from edgeopt.pipeline.layout import recipe_name_problem, variant_name_problem
+from edgeopt.pipeline.lock import RunLock
 from edgeopt.pipeline.manifest import Manifest, hash_inputs
 from edgeopt.pipeline.recipe import Recipe, check_device_names, load_recipe
 
@@ -57,6 +60,7 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
     """
     say = progress or (lambda line: None)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    _check_names(recipe)  # a Recipe built in Python skipped load_recipe's checks
     if devices:
         check_device_names(devices, "--device")
         if recipe.bench is None:
@@ -69,19 +73,23 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
             raise ConfigError(f"No such variants in {recipe.path or 'the recipe'}. Received: {unknown}. "
                               f"Variants: {[v['name'] for v in recipe.variants]}.")
         recipe.variants = [v for v in recipe.variants if v["name"] in variants]
+    if resume is not None and not Path(resume).is_dir():
+        raise ConfigError(f"Nothing to resume: no such run directory. Received: {str(resume)!r}. "
+                          "Pass the directory of an earlier `edgeopt run`.")
     run_dir = Path(resume or out_dir or Path("runs") / f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     ensure_writable_dir(run_dir, what="run directory")
-    manifest = Manifest.open(run_dir, recipe.to_dict(), recipe.path, resume=resume is not None)
-    runner = _Runner(recipe, manifest, say)
-    try:
-        runner.run()
-    except KeyboardInterrupt:
-        manifest.finish("interrupted")
-        raise
-    manifest.finish("failed" if runner.failed else "done")
-    from edgeopt.pipeline.report import write_report
+    with RunLock(run_dir):  # a second run into the same directory stops here, before it writes anything
+        manifest = Manifest.open(run_dir, recipe.to_dict(), recipe.path, resume=resume is not None)
+        runner = _Runner(recipe, manifest, say)
+        try:
+            runner.run()
+        except KeyboardInterrupt:
+            manifest.finish("interrupted")
+            raise
+        manifest.finish("failed" if runner.failed else "done")
+        from edgeopt.pipeline.report import write_report
 
-    write_report(run_dir)
+        write_report(run_dir)
     say(f"report: {run_dir / 'report.md'}")
     return RunResult(run_dir, manifest.data, runner.failed, runner.skipped)
 
@@ -102,9 +110,10 @@ class _Runner:
             self._data_loaded = True
         return self._data
 
-    def stage(self, key: str, input_hash: str, work: Callable[[], tuple[list[Path], dict | None]]) -> bool:
-        """Runs `work` unless the manifest shows it done with the same inputs."""
-        if self.manifest.is_done(key, input_hash):
+    def stage(self, key: str, input_hash: str, work: Callable[[], tuple[list[Path], dict | None]], *,
+              needs: str | None = None) -> bool:
+        """Runs `work` unless the manifest shows it done with the same inputs (and a `needs` file)."""
+        if self.manifest.is_done(key, input_hash, needs=needs):
             self.skipped.append(key)
             self.say(f"[{key}] unchanged, skipped")
             return True
@@ -130,7 +139,7 @@ class _Runner:
 
     def run(self) -> None:
         base_hash = self.recipe.section_hash("model", "data", "train")
-        if not self.stage("train", base_hash, self._train):
+        if not self.stage("train", base_hash, self._train, needs="model"):
             return
         for variant in self.recipe.variants:
             self._variant(variant)
@@ -153,7 +162,7 @@ class _Runner:
         vdir = self.dir / name
         base_path, base_sha = self.model_file("train")
         if not self.stage(f"variant:{name}", hash_inputs(variant["steps"], base_sha, self.recipe.train),
-                          lambda: self._apply(variant, base_path, vdir)):
+                          lambda: self._apply(variant, base_path, vdir), needs="model"):
             return
         if self.recipe.export is None:
             return
@@ -221,9 +230,8 @@ class _Runner:
     def _bench(self, files: list[Path], vdir: Path):
         from edgeopt.bench.harness import bench
 
-        b = self.recipe.bench
-        results = bench(files, b["devices"], threads=b["threads"], runs=b["runs"], warmup=b["warmup"],
-                        min_secs=b["min_secs"], max_secs=b["max_secs"], progress=lambda line: self.say(f"  {line}"))
+        settings = {k: v for k, v in self.recipe.bench.items() if k != "devices"}  # bench's own arguments
+        results = bench(files, self.recipe.bench["devices"], **settings, progress=lambda line: self.say(f"  {line}"))
         for r in results:
             r.model = str(Path(r.model).relative_to(self.dir))
         path = vdir / "bench.json"
@@ -232,6 +240,15 @@ class _Runner:
         if failed:
             raise EdgeoptError(f"{len(failed)} benchmark job(s) failed (results kept in {path}): " + "; ".join(failed))
         return [path], None
+
+
+def _check_names(recipe: Recipe) -> None:
+    """The recipe's and variants' names become paths: refuse any that would leave the run directory."""
+    problems = [(f"name {recipe.name!r}", recipe_name_problem(recipe.name))]
+    problems += [(f"variant name {v.get('name')!r}", variant_name_problem(v.get("name"))) for v in recipe.variants]
+    for what, problem in problems:
+        if problem:
+            raise ConfigError(f"The recipe's {what} {problem}. Received: {what}. Rename it.")
 
 
 def _save(model, directory: Path) -> Path:
