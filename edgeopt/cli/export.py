@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeopt.cli._options import unsafe_option
 from edgeopt.cli._output import echo_json, fmt_bytes, fmt_pct, progress_printer, table
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConversionError
@@ -23,8 +24,7 @@ from edgeopt.errors import ConversionError
 @click.option("--name", help="Stem of the output files (default: model file stem).")
 @click.option("--scale", type=float, default=255.0, show_default=True, help="Images become (pixel - mean) / scale.")
 @click.option("--mean", type=float, default=0.0, show_default=True)
-@click.option("--unsafe", is_flag=True,
-              help="Allow models that run code: Lambda layers, SavedModel dirs (trusted files only).")
+@unsafe_option
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 def export(model, precisions, calibration_data, calibration_samples, eval_data, io_dtype, max_accuracy_drop,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeopt.cli._options import unsafe_option
 from edgeopt.cli._output import echo_json, progress_printer
 
 
@@ -14,8 +15,9 @@ from edgeopt.cli._output import echo_json, progress_printer
 @click.option("-d", "--device", "devices", multiple=True, help="Device profile; replaces the recipe's devices.")
 @click.option("--variants", help="Comma-separated variant names to run (default: all).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@unsafe_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report rows as JSON.")
-def run(recipe, out_dir, resume, devices, variants, quiet, as_json):
+def run(recipe, out_dir, resume, devices, variants, quiet, unsafe, as_json):
     """Train, compress, export, benchmark and report as RECIPE says.
 
     The whole recipe is validated before anything runs. Exit 1 if a stage failed;
@@ -33,7 +35,7 @@ def run(recipe, out_dir, resume, devices, variants, quiet, as_json):
     say = progress_printer(not quiet)
     result = run_recipe(recipe, out_dir=out_dir, resume=resume, devices=list(devices) or None,
                         variants=[v.strip() for v in variants.split(",")] if variants else None,
-                        progress=(lambda line: say(line)) if say else None)
+                        progress=(lambda line: say(line)) if say else None, unsafe=unsafe)
     rows = collect_rows(result.run_dir)
     if as_json:
         from dataclasses import asdict

@@ -47,7 +47,7 @@ class RunResult:
 
 def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None, resume: str | Path | None = None,
                devices: Sequence[str] | None = None, variants: Sequence[str] | None = None,
-               progress: Progress | None = None) -> RunResult:
+               progress: Progress | None = None, unsafe: bool = False) -> RunResult:
     """Runs a recipe; see the module docstring for what it writes.
 
     Args:
@@ -57,6 +57,9 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
         devices: device profiles that replace the recipe's `bench.devices`.
         variants: run only these variants.
         progress: called with one line per step.
+        unsafe: allow model files that hold Python code (Lambda layers): the recipe's
+            `model.path` and the models the run saves itself. Only for files you trust.
+            Defaults to `False`.
     """
     say = progress or (lambda line: None)
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -80,7 +83,7 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
     ensure_writable_dir(run_dir, what="run directory")
     with RunLock(run_dir):  # a second run into the same directory stops here, before it writes anything
         manifest = Manifest.open(run_dir, recipe.to_dict(), recipe.path, resume=resume is not None)
-        runner = _Runner(recipe, manifest, say)
+        runner = _Runner(recipe, manifest, say, unsafe=unsafe)
         try:
             runner.run()
         except KeyboardInterrupt:
@@ -95,8 +98,8 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
 
 
 class _Runner:
-    def __init__(self, recipe: Recipe, manifest: Manifest, say: Progress):
-        self.recipe, self.manifest, self.say = recipe, manifest, say
+    def __init__(self, recipe: Recipe, manifest: Manifest, say: Progress, *, unsafe: bool = False):
+        self.recipe, self.manifest, self.say, self.unsafe = recipe, manifest, say, unsafe
         self.dir = manifest.run_dir
         self.failed: list[str] = []
         self.skipped: list[str] = []
@@ -151,7 +154,7 @@ class _Runner:
 
     def _train(self):
         techniques.seed_everything(self.recipe.train["seed"] if self.recipe.train else 0)
-        model = techniques.build_model(self.recipe.model)
+        model = techniques.build_model(self.recipe.model, unsafe=self.unsafe)
         if self.recipe.train:
             techniques.fit(model, self.data, self.recipe.train, self.recipe.train["epochs"], "  train", self.say)
         path = _save(model, self.dir / "train")
@@ -191,7 +194,7 @@ class _Runner:
             shutil.copyfile(base_path, model_path)
             return [model_path], None
         techniques.seed_everything(self.recipe.train["seed"])
-        model = _load(base_path)
+        model = _keras.load_model(base_path, unsafe=self.unsafe)
         state: dict = {}
         for step in variant["steps"]:
             ((kind, settings),) = step.items()
@@ -202,7 +205,7 @@ class _Runner:
     def _export(self, model_path: Path, vdir: Path, precisions: list[str]):
         from edgeopt.convert.exporter import REPORT_NAME, export_tflite
 
-        model = _load(model_path)
+        model = _keras.load_model(model_path, unsafe=self.unsafe)
         export = self.recipe.export
         calibration, evaluation = self._export_data(model)
         for stale in vdir.glob("model.*.tflite*"):  # rejected files of an earlier run too
@@ -265,7 +268,4 @@ def _save(model, directory: Path) -> Path:
     tmp.replace(path)
     return path
 
-
-def _load(path: Path):
-    return _keras.load_model(path)
 

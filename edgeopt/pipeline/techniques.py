@@ -63,10 +63,10 @@ def seed_everything(seed: int) -> None:
         sys.modules["tf_keras"].utils.set_random_seed(seed)
 
 
-def build_model(section: dict) -> Any:
+def build_model(section: dict, *, unsafe: bool = False) -> Any:
     if section.get("builder"):
         return resolve_callable(section["builder"], "model.builder")(**section.get("kwargs", {}))
-    return _keras.load_model(section["path"])
+    return _keras.load_model(section["path"], unsafe=unsafe)
 
 
 class EpochProgress(FitCallback):
