@@ -28,6 +28,7 @@ _CPU_MASK = re.compile(r"(?:0[xX])?[0-9a-fA-F]{1,64}(?:,[0-9a-fA-F]{1,64}){0,63}
 # Fields that each become one argv element on this machine or the device: never an
 # option (no leading '-'), never more than one line.
 _WORDS = ("host", "serial", "adb", "python", "benchmark_model", "identity_file", "known_hosts_file", "workdir")
+_FIXES = {"host": "Use an ~/.ssh/config alias or user@host.", "serial": "Use a serial that `adb devices` lists."}
 
 
 class TransportKind(StrEnum):
@@ -204,10 +205,10 @@ def _check_fields(p: DeviceProfile, where: str) -> None:
         if not value.isprintable():
             fail(key, "cannot contain control characters (newline, tab, NUL)")
         if value.startswith("-"):
-            fail(key, "cannot start with '-' (it would be read as an option)", "Write a path as ./-name.")
+            fail(key, "cannot start with '-' (it would be read as an option)", _FIXES.get(key, "Give the full path."))
     for key in ("host", "serial"):
         if getattr(p, key) is not None and re.search(r"\s", getattr(p, key)):
-            fail(key, "cannot contain spaces", "Use an ~/.ssh/config alias or user@host." if key == "host" else "")
+            fail(key, "cannot contain spaces", _FIXES[key])
     if p.workdir is not None and not p.workdir.startswith(("/", "~/")):
         fail("workdir", "must be an absolute path on the device (or start with ~/)")
     for key, top in (("port", 65535), ("threads", None)):
@@ -244,7 +245,13 @@ def profile_dirs() -> list[Path]:
 
 
 def _read_yaml(path: Path) -> dict:
-    data = read_yaml(path, "Device profile")
+    try:
+        data = read_yaml(path, "Device profile")
+    except ConfigError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not UTF-8, an int of 5,000 digits
+        raise ConfigError(f"Device profile cannot be read. Received: {str(path)!r} ({type(exc).__name__}: "
+                          f"{str(exc)[:100]}). Fix or replace the file.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"A device profile must be a YAML mapping. Received: {type(data).__name__} in {str(path)!r}.")
     return data

@@ -75,7 +75,7 @@ from edgeopt.bench.result import LatencyResult  # noqa: E402
     "INFO: count=50 avg=" + "9" * 5000 + "\n",
     "INFO: count=" + "9" * 5000 + "\ngarbage\n",
     "Average inference timings in us: Warmup: 1, Init: 1, Inference: 1e99999\n",
-])
+], ids=["nan", "1e999", "inf", "negative", "5000-digits", "count-5000-digits", "old-1e99999"])
 def test_odd_timings_are_no_timings(text):
     with pytest.raises(BenchmarkOutputError):
         parse_benchmark_output(text)

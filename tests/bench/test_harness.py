@@ -180,13 +180,14 @@ def test_results_serialise(tflite_models):
 # --- Odd runner / benchmark_model output: one error row for that job, the others kept. ---
 
 FAKE_RUNNER = "#!/bin/sh\n# STAND-IN for a broken device Python: prints a canned output.\n{body}\n"
-ODD_OUTPUTS = {
-    "numbers-as-strings": 'echo \'{"p50_ms": "1.2", "mean_ms": "1.3", "runs": "10"}\'',
-    "empty-object": "echo '{}'",
-    "nested-100k-deep": "python3 -c \"print('{\\\"a\\\": ' + '[' * 100000 + ']' * 100000 + '}')\"",
-    "nan-latencies": 'echo \'{"p50_ms": NaN, "mean_ms": NaN, "latencies_ms": [NaN, NaN]}\'',
-    "infinite-p50": 'echo \'{"p50_ms": Infinity, "mean_ms": 1.0}\'',
-    "50MB-of-output": "head -c 52428800 /dev/zero | tr '\\0' x; echo; echo '{\"p50_ms\": 1.0, \"mean_ms\": 1.0}'",
+ODD_OUTPUTS = {  # kind: (what the fake device Python prints, what the error row says)
+    "numbers-as-strings": ('echo \'{"p50_ms": "1.2", "mean_ms": "1.3", "runs": "10"}\'', "is not a"),
+    "empty-object": ("echo '{}'", "it holds no latency"),
+    "nested-100k-deep": ("python3 -c \"print('{\\\"a\\\": ' + '[' * 100000 + ']' * 100000 + '}')\"", "no valid JSON"),
+    "nan-latencies": ('echo \'{"p50_ms": NaN, "mean_ms": NaN, "latencies_ms": [NaN, NaN]}\'', "mean_ms is nan"),
+    "infinite-p50": ('echo \'{"p50_ms": Infinity, "mean_ms": 1.0}\'', "p50_ms is inf"),
+    "50MB-of-output": ("head -c 52428800 /dev/zero | tr '\\0' x; echo; echo '{\"p50_ms\": 1.0, \"mean_ms\": 1.0}'",
+                       "printed more than 8 MiB"),
 }
 
 
@@ -199,13 +200,13 @@ def odd_device(tmp_path, name, body, **fields):
 
 @pytest.mark.parametrize("kind", ODD_OUTPUTS)
 def test_odd_runner_output_is_one_error_row_and_other_devices_are_kept(kind, tflite_models, tmp_path):
-    odd = odd_device(tmp_path, "odd", ODD_OUTPUTS[kind])
+    body, message = ODD_OUTPUTS[kind]
+    odd = odd_device(tmp_path, "odd", body)
     results = bench([tflite_models["int8"]], ["local", odd], **FAST)
     assert [(r.device, r.status) for r in results] == [("local", "ok"), ("odd", "error")]
     assert results[0].p50_ms > 0
     assert results[1].error_type == "RemoteCommandError"
-    assert "[odd]" in results[1].error and ("not a valid result" in results[1].error
-                                            or "no valid JSON" in results[1].error or "MiB" in results[1].error)
+    assert results[1].error.startswith("[odd] ") and message in results[1].error, results[1].error
 
 
 def test_runner_output_cannot_set_the_harness_fields(tflite_models, tmp_path):

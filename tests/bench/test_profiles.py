@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from edgeopt import ConfigError
 from edgeopt.bench.profiles import HostKeyChecking, TransportKind, list_profiles, load_profile
@@ -234,3 +235,25 @@ def test_accepted_profiles_build_safe_argvs(data):
     profile = _load(data)
     if profile is not None:
         _check_argv(profile)
+
+
+_yaml_texts = st.one_of(
+    _profiles.map(lambda d: yaml.safe_dump({str(k): v for k, v in d.items()}, allow_unicode=True)),
+    st.text(max_size=200),
+    st.sampled_from(["port: " + "9" * 5000, "env: &a [*a]", "[" * 5000, "a: 2001-13-45", "transport: !!binary x",
+                     "host: !!python/object:os.system x", "\x00\x01", "env:\n  ? [a]\n  : 1\n"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_yaml_texts)
+def test_any_profile_file_loads_or_is_a_config_error(text):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as root:
+        path = Path(root) / "p.yaml"
+        path.write_text(text, errors="surrogateescape")
+        try:
+            assert isinstance(load_profile(path), DeviceProfile)
+        except ConfigError:
+            pass

@@ -65,7 +65,7 @@ def test_a_workdir_owned_by_another_user_is_refused(tmp_path):
     ('{"runs": ' + "9" * 5000 + "}\n", None),
     ("{not json\n", None),
     ("", None),
-])
+], ids=["last-object", "last-of-two", "list", "nested-100k", "int-5000-digits", "malformed", "empty"])
 def test_parse_runner_json(stdout, expected):
     from edgeopt.bench.session import parse_runner_json
 

@@ -9,6 +9,8 @@ from edgeopt.errors import DeviceError, DeviceUnreachableError
 
 
 class AdbTransport(Transport):
+    pid_on_stdout = True  # adb before the shell protocol (Android < 7) merges stderr into stdout
+
     def _prefix(self) -> list[str]:
         return [self.profile.adb] + (["-s", self.profile.serial] if self.profile.serial else [])
 

@@ -84,8 +84,9 @@ def remote_script(argv: list[str]) -> str:
 
 
 class _Capture(threading.Thread):
-    """Reads one pipe to the end, keeping at most `MAX_OUTPUT_BYTES`; on stderr it picks
-    up the device-side process group that `remote_script` reports first."""
+    """Reads one pipe to the end, keeping at most `MAX_OUTPUT_BYTES`, and picks up the
+    device-side process group that `remote_script` reports first (on stderr; on stdout
+    with adb clients that merge the two)."""
 
     def __init__(self, pipe: IO[bytes], *, find_pid: bool):
         super().__init__(daemon=True)
@@ -107,9 +108,11 @@ class _Capture(threading.Thread):
             pass  # the pipe was closed under us after a kill
 
     def _pick_pid(self) -> None:
-        start = self.data.find(_PID_MARK)
+        start = self.data.find(_PID_MARK, 0, 1 << 16)
         end = self.data.find(b"\n", start)
-        if start >= 0 and end > start:
+        if start < 0 and len(self.data) >= 1 << 16:
+            self.find_pid = False  # it comes first or not at all
+        elif start >= 0 and end > start:
             word = bytes(self.data[start + len(_PID_MARK):end])
             if word.isdigit() and len(word) < 10 and int(word) > 1:  # never -1 / -0: every process
                 self.pid = int(word)
@@ -131,6 +134,7 @@ class Transport(ABC):
     """
 
     remote = True  # commands run through a remote shell (ssh, adb), not directly here
+    pid_on_stdout = False  # old adb clients merge the remote stderr into stdout
 
     def __init__(self, profile: DeviceProfile, *, cancel: threading.Event | None = None):
         self.profile = profile
@@ -191,7 +195,7 @@ class Transport(ABC):
         except OSError as exc:
             raise DeviceError(f"Cannot start a program on this machine. Received: {local_argv[0]!r} "
                               f"({exc.strerror or exc}). {self._missing_hint()}", device=self.device) from exc
-        out = _Capture(proc.stdout, find_pid=False)
+        out = _Capture(proc.stdout, find_pid=self.remote and self.pid_on_stdout)
         err = _Capture(proc.stderr, find_pid=self.remote)
         out.start()
         err.start()
@@ -207,10 +211,10 @@ class Transport(ABC):
                         or time.monotonic() > deadline:
                     break
         except BaseException:  # KeyboardInterrupt included: nothing of ours keeps running
-            self._stop(proc, err)
+            self._stop(proc, err, out)
             raise
         if proc.returncode is None:
-            self._stop(proc, err)
+            self._stop(proc, err, out)
             if out.overflow or err.overflow:
                 raise RemoteCommandError(
                     f"The command printed more than {MAX_OUTPUT_BYTES >> 20} MiB, so it was stopped. "
@@ -228,22 +232,27 @@ class Transport(ABC):
             self._kill_local(proc)
             out.join(timeout=2)
             err.join(timeout=2)
+        for capture in (out, err):
+            if not capture.is_alive():
+                capture.pipe.close()
         if out.overflow or err.overflow:
             raise RemoteCommandError(
                 f"The command printed more than {MAX_OUTPUT_BYTES >> 20} MiB. Received: {shlex.join(argv)}. "
                 "Check what it prints when run by hand on the device.", device=self.device, command=argv)
         return Completed(argv=argv, returncode=proc.returncode, stdout=out.text(), stderr=err.text())
 
-    def _stop(self, proc: subprocess.Popen, err: _Capture) -> None:
+    def _stop(self, proc: subprocess.Popen, err: _Capture, out: _Capture) -> None:
         """Kills the local process group, then the command's process group on the device."""
         if self.remote:  # a command stopped just as it started: let its pid arrive first
             waited = time.monotonic() + 2
-            while err.pid is None and err.find_pid and proc.poll() is None and time.monotonic() < waited:
+            while (err.pid or out.pid) is None and (err.find_pid or out.find_pid) and proc.poll() is None \
+                    and time.monotonic() < waited:
                 time.sleep(0.02)
         self._kill_local(proc)
-        if self.remote and err.pid is not None:
+        pid = err.pid or out.pid
+        if self.remote and pid is not None:
             try:
-                self._execute(self._argv(["sh", "-c", _KILL_GROUP, "sh", str(err.pid)]), ["kill", str(err.pid)],
+                self._execute(self._argv(["sh", "-c", _KILL_GROUP, "sh", str(pid)]), ["kill", str(pid)],
                               self.profile.connect_timeout_s + 15, cancellable=False)
             except DeviceError:
                 pass  # the device went away: nothing of ours can run there either
