@@ -2,10 +2,12 @@
 
 It runs Debian's real `sshd` on an unprivileged port with temporary host keys, a
 temporary client key in `authorized_keys` and a matching `known_hosts`, all under one
-directory. Used by the test suite and `tools/benchmarks/harness_fidelity.py`; run it by
-hand to try `edgeopt bench` over ssh without a board:
+directory. `sftp=False` leaves out `Subsystem sftp`, as on dropbear-based boards (where
+OpenSSH >= 9's scp fails). Used by the test suite and `tools/benchmarks/harness_fidelity.py`;
+run it by hand to try `edgeopt bench` over ssh without a board:
 
     python tools/loopback_sshd.py /tmp/sshd-demo    # prints a device profile, Ctrl-C stops
+    python tools/loopback_sshd.py /tmp/sshd-demo --no-sftp
 """
 
 from __future__ import annotations
@@ -35,11 +37,34 @@ def keygen(path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "edgeopt-test", "-f", str(path)], check=True)
 
 
-class LoopbackSshd:
-    """Starts `sshd -D` on 127.0.0.1:<free port>; `stop()` (or the context manager) ends it."""
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
-    def __init__(self, root: str | os.PathLike):
+
+class LoopbackSshd:
+    """Starts `sshd -D` on 127.0.0.1:<free port>; `stop()` (or the context manager) ends it.
+
+    Args:
+        root: directory for keys, config and logs.
+        sftp: serve the sftp subsystem. Defaults to `True`.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, sftp: bool = True):
         self.root = Path(root)
+        self.sftp = sftp
         self.port = free_port()
         self.user = getpass.getuser()
         self.host_key = self.root / "host_ed25519"
@@ -64,7 +89,7 @@ class LoopbackSshd:
             f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
             "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", f"AllowUsers {self.user}",
-            "Subsystem sftp internal-sftp", "LogLevel ERROR", "MaxStartups 50:30:100", "",
+            *(["Subsystem sftp internal-sftp"] if self.sftp else []), "LogLevel ERROR", "MaxStartups 50:30:100", "",
         ]))
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege-separation directory
@@ -91,6 +116,19 @@ class LoopbackSshd:
                 self.process.kill()
         self.process = None
 
+    def kill_all(self) -> None:
+        """SIGKILLs sshd and everything it started (sessions and their commands): the
+        "device" is gone, as when a board loses power mid-benchmark."""
+        if self.process is None:
+            return
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        self.process = None
+
     def __enter__(self) -> "LoopbackSshd":
         return self.start()
 
@@ -109,8 +147,9 @@ class LoopbackSshd:
 if __name__ == "__main__":
     import yaml
 
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/edgeopt-sshd")
-    with LoopbackSshd(root) as server:
+    args = [a for a in sys.argv[1:] if a != "--no-sftp"]
+    root = Path(args[0] if args else "/tmp/edgeopt-sshd")
+    with LoopbackSshd(root, sftp="--no-sftp" not in sys.argv) as server:
         profile = root / "loopback.yaml"
         profile.write_text(yaml.safe_dump(dict(server.profile_fields(), python=sys.executable)))
         print(f"sshd on 127.0.0.1:{server.port}; profile written to {profile}")

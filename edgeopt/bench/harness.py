@@ -2,12 +2,16 @@
 
 Models run one after another on a device (so they do not compete for its cores);
 devices run in parallel. A device that fails does not stop the others: its jobs get
-error results, and every completed result is kept.
+error results, and every completed result is kept. Ctrl-C (KeyboardInterrupt) stops
+the command running on every device before it propagates.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import traceback
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
@@ -83,16 +87,19 @@ def bench(models: Sequence[str | os.PathLike], devices: Sequence[str | DevicePro
     if len({p.name for p in profiles}) != len(profiles):
         raise ConfigError(f"A device is listed twice. Received: {[p.name for p in profiles]}. List each once.")
 
+    cancel = threading.Event()
+
     def on_device(profile: DeviceProfile) -> list[LatencyResult]:
         results: list[LatencyResult] = []
         try:
-            with DeviceSession(profile, keep=keep) as session:
+            with DeviceSession(profile, keep=keep, cancel=cancel) as session:
                 for index, path in enumerate(paths, 1):
                     say(f"[{profile.name}] {index}/{len(paths)} {Path(path).name}: measuring")
                     try:
                         result = session.measure(path, threads=threads, runs=runs, warmup=warmup,
                                                  min_secs=min_secs, max_secs=max_secs)
-                        say(f"[{profile.name}] {index}/{len(paths)} {Path(path).name}: p50 {result.p50_ms or result.mean_ms:.3f} ms "
+                        p50 = result.p50_ms if result.p50_ms is not None else result.mean_ms
+                        say(f"[{profile.name}] {index}/{len(paths)} {Path(path).name}: p50 {p50:.3f} ms "
                             f"({result.runs} runs)")
                     except DeviceError as exc:
                         result = _error(profile, path, exc)
@@ -100,15 +107,27 @@ def bench(models: Sequence[str | os.PathLike], devices: Sequence[str | DevicePro
                     results.append(result)
         except DeviceError as exc:  # the session itself failed: every remaining job gets the error
             say(f"ERROR {exc}")
-            done = {r.model for r in results}
-            results += [_error(profile, path, exc) for path in paths if path not in done]
+            results += [_error(profile, path, exc) for path in paths[len(results):]]
+        except Exception as exc:  # a bug in edgeopt: this device's jobs fail, the others' results stay
+            warnings.warn(f"Internal error on device {profile.name!r} (please report it):\n{traceback.format_exc()}",
+                          RuntimeWarning, stacklevel=1)
+            say(f"ERROR [{profile.name}] internal error: {type(exc).__name__}: {exc}")
+            results += [_error(profile, path, exc) for path in paths[len(results):]]
         return results
 
-    with ThreadPoolExecutor(max_workers=len(profiles)) as pool:
-        per_device = list(pool.map(on_device, profiles))
+    pool = ThreadPoolExecutor(max_workers=len(profiles))
+    try:
+        futures = [pool.submit(on_device, profile) for profile in profiles]
+        per_device = [future.result() for future in futures]
+    except BaseException:  # Ctrl-C: stop what runs on every device, then let it propagate
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     return [result for results in per_device for result in results]
 
 
-def _error(profile: DeviceProfile, path: str, exc: DeviceError) -> LatencyResult:
-    return LatencyResult(device=profile.name, model=path, status="error", error=str(exc),
+def _error(profile: DeviceProfile, path: str, exc: Exception) -> LatencyResult:
+    message = str(exc) if isinstance(exc, DeviceError) else f"[{profile.name}] internal error (a bug): {exc}"
+    return LatencyResult(device=profile.name, model=path, status="error", error=message[:2000],
                          error_type=type(exc).__name__, transport=str(profile.transport), runner=str(profile.runner))

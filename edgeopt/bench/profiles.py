@@ -8,7 +8,9 @@ adb uses its own pairing. A profile loads by name from the profile directories
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,16 @@ from typing import Any
 from edgeopt._compat import StrEnum
 from edgeopt._yaml import read_yaml
 from edgeopt.errors import ConfigError
+
+
+ADB_WORKDIR = "/data/local/tmp/edgeopt"
+MAX_TIMEOUT_S = 7 * 24 * 3600
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CPU_MASK = re.compile(r"(?:0[xX])?[0-9a-fA-F]{1,64}(?:,[0-9a-fA-F]{1,64}){0,63}")
+# Fields that each become one argv element on this machine or the device: never an
+# option (no leading '-'), never more than one line.
+_WORDS = ("host", "serial", "adb", "python", "benchmark_model", "identity_file", "known_hosts_file", "workdir")
+_FIXES = {"host": "Use an ~/.ssh/config alias or user@host.", "serial": "Use a serial that `adb devices` lists."}
 
 
 class TransportKind(StrEnum):
@@ -52,8 +64,11 @@ class DeviceProfile:
         connect_timeout_s: ssh/adb connect timeout. Defaults to `10`.
         serial: adb device serial (`adb -s`). Defaults to `None`.
         adb: adb executable. Defaults to `"adb"`.
-        workdir: remote scratch directory. Defaults to `None` (a temp dir locally,
-            `/tmp/edgeopt` over ssh, `/data/local/tmp/edgeopt` over adb).
+        workdir: scratch directory on the device, absolute or `~/...`. Defaults to `None`:
+            a new private temp dir locally, `${XDG_CACHE_HOME:-~/.cache}/edgeopt` over
+            ssh, `/data/local/tmp/edgeopt` over adb. It is created with mode 0700, and a
+            workdir another user owns or can write to is refused: they could swap the
+            runner between its hash check and its execution.
         python: remote Python for the python runner. Defaults to `"python3"`
             (the current interpreter for `local`).
         runner: `python` or `benchmark_model`. Defaults to `python`.
@@ -62,8 +77,9 @@ class DeviceProfile:
         benchmark_model_flags: extra flags passed through, e.g. `["--use_gpu=true"]`.
             Defaults to `[]`.
         threads: inference threads. Defaults to `None` (runtime default).
-        cpu_mask: hex mask for `taskset` (e.g. `f0` for big cores). Defaults to `None`.
-        env: environment variables for the remote command. Defaults to `{}`.
+        cpu_mask: hex mask for `taskset` (e.g. `"f0"` for big cores). Defaults to `None`.
+        env: environment variables for the remote command, `NAME: "value"` with NAME an
+            identifier. Defaults to `{}`.
         timeout_s: limit for one remote command. Defaults to `300`.
     """
 
@@ -96,43 +112,31 @@ class DeviceProfile:
             value = getattr(self, key)
             if isinstance(value, bool):  # YAML reads bare yes/no as booleans
                 value = "yes" if value else "no"
-            try:
-                setattr(self, key, enum(str(value)))
-            except ValueError:
+            if not isinstance(value, str) or value not in {e.value for e in enum}:
                 raise ConfigError(
-                    f"Bad value for '{key}'{where}. Received: {key}={value!r}. "
+                    f"Bad value for '{key}'{where}. Received: {key}={_shown(value)}. "
                     f"Use one of: {', '.join(e.value for e in enum)}."
-                ) from None
+                )
+            setattr(self, key, enum(value))
+        _check_fields(self, where)
         if self.transport is TransportKind.SSH and not self.host:
             raise ConfigError(f"An ssh profile needs 'host'{where}. Received: host=None. "
                               "Set host to an ~/.ssh/config alias or user@host.")
-        for key in ("port", "threads"):
-            value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"'{key}' must be a positive integer{where}. Received: {key}={value!r}.")
-        for key in ("timeout_s", "connect_timeout_s"):
-            value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"'{key}' must be a positive number of seconds{where}. Received: {key}={value!r}.")
         if self.runner is RunnerKind.BENCHMARK_MODEL and not self.benchmark_model:
             raise ConfigError(f"runner: benchmark_model needs 'benchmark_model' (the binary's path){where}. "
                               "Received: benchmark_model=None. Point it at a local binary to push, or one on the device.")
-        if self.cpu_mask is not None:
-            self.cpu_mask = str(self.cpu_mask)
-            try:
-                int(self.cpu_mask, 16)
-            except ValueError:
-                raise ConfigError(f"'cpu_mask' must be a hex mask like f0{where}. Received: cpu_mask={self.cpu_mask!r}.") from None
-        if not isinstance(self.env, dict) or not isinstance(self.benchmark_model_flags, list):
-            raise ConfigError(f"'env' must be a mapping and 'benchmark_model_flags' a list{where}. "
-                              f"Received: env={self.env!r}, benchmark_model_flags={self.benchmark_model_flags!r}.")
-        self.env = {str(k): str(v) for k, v in self.env.items()}
 
     @property
     def remote_workdir(self) -> str:
+        """The profile's workdir, else the transport's default; `""` means "decided on the
+        device" (ssh: `${XDG_CACHE_HOME:-$HOME/.cache}/edgeopt`) or "a new private temp
+        dir" (local). Either way the directory is created with mode 0700 and refused if
+        another user owns it or can write to it (see `DeviceSession.prepare`)."""
         if self.workdir:
             return self.workdir
-        return {TransportKind.ADB: "/data/local/tmp/edgeopt", TransportKind.SSH: "/tmp/edgeopt"}.get(self.transport, "")
+        # adb shell is one user (`shell`) and apps cannot write /data/local/tmp: no other
+        # local user can swap the runner there, so the documented location is fine.
+        return ADB_WORKDIR if self.transport is TransportKind.ADB else ""
 
     @property
     def remote_python(self) -> str:
@@ -144,6 +148,86 @@ class DeviceProfile:
         data = dataclasses.asdict(self)
         data.pop("source")
         return {k: (str(v) if isinstance(v, StrEnum) else v) for k, v in data.items()}
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of 5,000 digits, a list nested 100k deep
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def validate_env(env: Any, where: str = "") -> dict[str, str]:
+    """`env:` as `{NAME: "value"}`: names are shell identifiers, values strings.
+
+    This is the one check between a profile's `env:` and the `env -- NAME=value ...`
+    argv that every transport runs (see `transports.base.with_env`): a name like
+    `--split-string` would otherwise be read by `env` as an option and run a command.
+
+    Raises:
+        ConfigError: a name is not an identifier, or a value is not a string or number.
+    """
+    if not isinstance(env, dict):
+        raise ConfigError(f"'env' must be a mapping of NAME: value{where}. Received: env={_shown(env)}.")
+    checked = {}
+    for key, value in env.items():
+        if not isinstance(key, str) or not _IDENTIFIER.fullmatch(key):
+            raise ConfigError(f"Bad environment variable name in 'env'{where}. Received: {_shown(key)}. "
+                              "Names must match [A-Za-z_][A-Za-z0-9_]* (e.g. OMP_NUM_THREADS).")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"'env' values must be strings{where}. Received: {key}={_shown(value)}. "
+                              f"Quote the value in YAML, e.g. {key}: \"1\".")
+        value = str(value)
+        if "\x00" in value:
+            raise ConfigError(f"'env' values cannot contain NUL characters{where}. Received: {key}={_shown(value)}.")
+        checked[key] = value
+    return checked
+
+
+def _check_fields(p: DeviceProfile, where: str) -> None:
+    """Types and shapes of every field that reaches an argv, a message or a file name."""
+
+    def fail(key: str, why: str, fix: str = "") -> None:
+        raise ConfigError(f"'{key}' {why}{where}. Received: {key}={_shown(getattr(p, key))}." + (f" {fix}" if fix else ""))
+
+    for key in ("name", "description"):
+        if not isinstance(getattr(p, key), str):
+            fail(key, "must be a string")
+    if not p.name.strip() or not p.name.isprintable():
+        fail("name", "must be a non-empty, single-line string")
+    for key in _WORDS:
+        value = getattr(p, key)
+        if value is None and key != "adb":
+            continue
+        if not isinstance(value, str) or not value.strip():
+            fail(key, "must be a non-empty string")
+        if not value.isprintable():
+            fail(key, "cannot contain control characters (newline, tab, NUL)")
+        if value.startswith("-"):
+            fail(key, "cannot start with '-' (it would be read as an option)", _FIXES.get(key, "Give the full path."))
+    for key in ("host", "serial"):
+        if getattr(p, key) is not None and re.search(r"\s", getattr(p, key)):
+            fail(key, "cannot contain spaces", _FIXES[key])
+    if p.workdir is not None and not p.workdir.startswith(("/", "~/")):
+        fail("workdir", "must be an absolute path on the device (or start with ~/)")
+    for key, top in (("port", 65535), ("threads", None)):
+        value = getattr(p, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1
+                                  or (top and value > top)):
+            fail(key, f"must be a positive integer{f' up to {top}' if top else ''}")
+    for key in ("timeout_s", "connect_timeout_s"):
+        value = getattr(p, key)
+        if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                or not 0 < value <= MAX_TIMEOUT_S):
+            fail(key, f"must be a positive number of seconds up to {MAX_TIMEOUT_S}")
+    if p.cpu_mask is not None and (not isinstance(p.cpu_mask, str) or not _CPU_MASK.fullmatch(p.cpu_mask)):
+        fail("cpu_mask", "must be a hex mask like f0, as a quoted string", "Write it quoted in YAML: cpu_mask: \"f0\".")
+    flags = p.benchmark_model_flags
+    if not isinstance(flags, list) or not all(isinstance(f, str) and f.startswith("-") and "\x00" not in f
+                                              for f in flags):
+        fail("benchmark_model_flags", "must be a list of flags like --use_gpu=true")
+    p.env = validate_env(p.env, where)
 
 
 LOCAL = DeviceProfile(name="local", description="this machine, through the Python runner")
@@ -161,14 +245,20 @@ def profile_dirs() -> list[Path]:
 
 
 def _read_yaml(path: Path) -> dict:
-    data = read_yaml(path, "Device profile")
+    try:
+        data = read_yaml(path, "Device profile")
+    except ConfigError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:  # unreadable, not UTF-8, an int of 5,000 digits
+        raise ConfigError(f"Device profile cannot be read. Received: {str(path)!r} ({type(exc).__name__}: "
+                          f"{str(exc)[:100]}). Fix or replace the file.") from None
     if not isinstance(data, dict):
         raise ConfigError(f"A device profile must be a YAML mapping. Received: {type(data).__name__} in {str(path)!r}.")
     return data
 
 
 def profile_from_dict(data: dict, *, name: str, source: str | None = None) -> DeviceProfile:
-    unknown = sorted(set(data) - _FIELDS)
+    unknown = sorted(map(str, set(data) - _FIELDS))
     if unknown:
         raise ConfigError(
             f"Unknown key{'s' if len(unknown) > 1 else ''} in device profile {source or name!r}. "

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+# Set by the harness, never taken from what a device printed.
+_HARNESS_FIELDS = frozenset({"device", "model", "status", "error", "error_type", "model_sha256", "transport",
+                             "seconds"})
+_SIGNED = frozenset({"temperature_before_c", "temperature_after_c"})  # may be below zero
+_MAX_TEXT = 300
+_MAX_LATENCIES = 1_000_000
 
 
 @dataclass
@@ -75,11 +84,84 @@ class LatencyResult:
 
     @classmethod
     def from_fields(cls, device: str, model: str, fields: dict[str, Any], **extra: Any) -> "LatencyResult":
-        """Builds a result from runner output, ignoring keys outside the schema."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in fields.items() if k in known}
+        """A successful result from what a device printed, checked against the schema.
+
+        Keys outside the schema and those the harness sets (`device`, `status`...) are
+        ignored; `extra` holds the harness's own values.
+
+        Raises:
+            ValueError: a field has the wrong type, is NaN/infinite or negative, or the
+                output holds no latency at all; the message names the field.
+        """
+        values = check_fields(fields)
         values.update(extra)
         return cls(device=device, model=model, **values)
+
+
+def _schema() -> dict[str, type]:
+    """Field name -> its type without `None` (`float`, `int`, `str`, `bool`, `list`)."""
+    hints = typing.get_type_hints(LatencyResult)
+    schema = {}
+    for name, hint in hints.items():
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        schema[name] = typing.get_origin(args[0]) or args[0]
+    return schema
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, (str, float, bool)) or (isinstance(value, int) and abs(value) < 10**60):
+        return repr(value)[:60]
+    return f"a {type(value).__name__}"
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} is not a number: {_brief(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} is out of range") from None
+    if not math.isfinite(number) or (number < 0 and name not in _SIGNED):
+        raise ValueError(f"{name} is {number!r}, not a finite{'' if name in _SIGNED else ' non-negative'} number")
+    return number
+
+
+def check_fields(fields: Any) -> dict[str, Any]:
+    """The schema's fields of runner/benchmark_model output, each of its declared type.
+
+    Raises:
+        ValueError: see `LatencyResult.from_fields`.
+    """
+    if not isinstance(fields, dict):
+        raise ValueError(f"the output is a {type(fields).__name__}, not an object")
+    checked: dict[str, Any] = {}
+    for name, kind in _SCHEMA.items():
+        value = fields.get(name)
+        if value is None or name in _HARNESS_FIELDS:
+            continue
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} is not true/false: {_brief(value)}")
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+                raise ValueError(f"{name} is not a non-negative integer: {_brief(value)}")
+        elif kind is float:
+            value = _number(name, value)
+        elif kind is str:
+            if not isinstance(value, str):
+                raise ValueError(f"{name} is not a string: {_brief(value)}")
+            value = value[:_MAX_TEXT]
+        elif kind is list:
+            if not isinstance(value, list) or len(value) > _MAX_LATENCIES:
+                raise ValueError(f"{name} is not a list of at most {_MAX_LATENCIES} numbers")
+            value = [_number(name, x) for x in value]
+        checked[name] = value
+    if checked.get("mean_ms") is None and checked.get("p50_ms") is None:
+        raise ValueError("it holds no latency (no mean_ms or p50_ms)")
+    return checked
+
+
+_SCHEMA = _schema()
 
 
 CSV_FIELDS = [f.name for f in dataclasses.fields(LatencyResult) if f.name != "latencies_ms"] + ["delegation"]

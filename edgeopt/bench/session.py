@@ -3,13 +3,21 @@
 Files are pushed under content-addressed names (`<sha256[:16]>.tflite`), once per model
 (skipped when the device already holds the same bytes); user file names never reach a
 remote shell. On exit the session removes what it pushed unless `keep=True`.
+
+The workdir is private to the device user: created with mode 0700, and refused when
+another user owns it or may write to it — they could swap the runner between its hash
+check and its execution. Without `workdir:` an ssh device uses
+`${XDG_CACHE_HOME:-$HOME/.cache}/edgeopt`, adb `/data/local/tmp/edgeopt` (adb shell is a
+single user), and the local machine a new temp dir.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +30,16 @@ from edgeopt.bench.transports import HomePath, make_transport
 from edgeopt.errors import DeviceError, RemoteCommandError
 
 RUNNER_PATH = Path(runner_script.__file__)
-_PREPARE = 'mkdir -p "$1" && cd "$1" && touch .edgeopt-write-test && rm -f .edgeopt-write-test && pwd'
+# $1: the workdir, or "" for the per-user default. Exit 3: not private to this user.
+_PREPARE = r"""umask 077
+d=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/edgeopt}
+mkdir -p "$d" && cd "$d" || exit 1
+set -- $(ls -ldn .)
+case $1 in
+  ?????w*|????????w*) echo "edgeopt: $PWD is writable by other users ($1)" >&2; exit 3 ;;
+esac
+if [ "$3" != "$(id -u)" ]; then echo "edgeopt: $PWD belongs to uid $3, not to uid $(id -u)" >&2; exit 3; fi
+touch .edgeopt-write-test && rm -f .edgeopt-write-test && pwd"""
 _INSTALL_HINT = ("Install a runtime on the device: `pip install numpy ai-edge-litert` "
                  "(or `pip install 'numpy<2' tflite-runtime` on 32-bit ARM), or set `python:` in the profile.")
 
@@ -33,12 +50,14 @@ class DeviceSession:
     Args:
         profile: the device profile.
         keep: leave pushed files on the device. Defaults to `False`.
+        cancel: an event that stops the running command (on the device too) when set.
+            Defaults to `None`.
     """
 
-    def __init__(self, profile: DeviceProfile, *, keep: bool = False):
+    def __init__(self, profile: DeviceProfile, *, keep: bool = False, cancel: threading.Event | None = None):
         self.profile = profile
         self.keep = keep
-        self.transport = make_transport(profile)
+        self.transport = make_transport(profile, cancel=cancel)
         self.workdir: str | None = None
         self._pushed: dict[str, str] = {}  # sha256 -> remote path
         self._local_tmp: str | None = None
@@ -59,18 +78,30 @@ class DeviceSession:
         self.cleanup()
 
     def prepare(self) -> str:
-        """Creates the workdir, proves it writable and returns its absolute path."""
+        """Creates the private workdir, proves it writable and returns its absolute path."""
         workdir = self.profile.remote_workdir
         if self.profile.transport is TransportKind.LOCAL and not workdir:
             workdir = self._local_tmp = tempfile.mkdtemp(prefix="edgeopt-bench-")
         try:
-            completed = self.transport.run(["sh", "-c", _PREPARE, "sh", HomePath(workdir)], timeout_s=self.profile.connect_timeout_s + 30)
+            completed = self.transport.run(["sh", "-c", _PREPARE, "sh", HomePath(workdir)],
+                                           timeout_s=self.profile.connect_timeout_s + 30)
         except RemoteCommandError as exc:
+            shown = workdir or "${XDG_CACHE_HOME:-$HOME/.cache}/edgeopt"
+            if exc.exit_code == 3:
+                raise DeviceError(
+                    f"The device workdir is not private to the device user. Received: workdir={shown!r} "
+                    f"({exc.stderr_tail.removeprefix('edgeopt: ')}). Another user could swap the runner there; "
+                    "set `workdir:` to a directory only you can write (or leave it unset).",
+                    device=self.device) from None
             raise DeviceError(
-                f"The device workdir is not writable. Received: workdir={workdir!r} ({exc.stderr_tail or exc}). "
-                "Set `workdir:` in the profile to a directory you can write (e.g. /tmp/edgeopt).",
+                f"The device workdir is not writable. Received: workdir={shown!r} ({exc.stderr_tail or exc}). "
+                "Set `workdir:` in the profile to a directory you can write (or leave it unset).",
                 device=self.device) from None
-        self.workdir = completed.stdout.strip().splitlines()[-1]
+        lines = completed.stdout.strip().splitlines()
+        if not lines or not lines[-1].startswith("/"):
+            raise DeviceError(f"The device did not report its workdir. Received: {completed.stdout[-200:]!r}. "
+                              "Check that the device user's shell is a POSIX sh.", device=self.device)
+        self.workdir = lines[-1]
         return self.workdir
 
     def push(self, local: str | os.PathLike, suffix: str | None = None) -> str:
@@ -95,9 +126,10 @@ class DeviceSession:
         try:
             if not self.keep and self.workdir is not None:
                 paths = list(self._pushed.values())
-                if paths:
-                    self.transport.run(["rm", "-f", *paths], check=False, timeout_s=60)
-                self.transport.run(["rmdir", self.workdir], check=False, timeout_s=60)  # only if empty
+                if paths:  # cleanup runs after a Ctrl-C too: not cancellable
+                    self.transport.run(["rm", "-f", *paths], check=False, timeout_s=60, cancellable=False)
+                self.transport.run(["rmdir", self.workdir], check=False, timeout_s=60,  # only if empty
+                                   cancellable=False)
                 self._pushed.clear()
         except DeviceError:
             pass  # the device went away; nothing more to clean
@@ -111,7 +143,12 @@ class DeviceSession:
         """Runtime name/version and device facts from the Python runner (`--probe`)."""
         runner = self.push(RUNNER_PATH, ".py")
         completed = self.transport.run([HomePath(self.profile.remote_python), runner, "--probe"], check=False)
-        return self._runner_json(completed, allow_codes=(0, runner_script.EXIT_RUNTIME_MISSING))
+        facts = self._runner_json(completed, allow_codes=(0, runner_script.EXIT_RUNTIME_MISSING))
+        if facts.get("error") != "runtime_missing" and not isinstance(facts.get("runtime"), str):
+            raise RemoteCommandError(f"The runner's probe names no runtime. Received: {str(facts)[:200]!r}. "
+                                     "Check that the profile's `python` runs edgeopt's runner unchanged.",
+                                     device=self.device, command=completed.argv, exit_code=completed.returncode)
+        return {k: (v[:200] if isinstance(v, str) else v) for k, v in facts.items()}
 
     def measure(self, model: str | os.PathLike, *, threads: int | None = None, runs: int = 50, warmup: int = 5,
                 min_secs: float = 1.0, max_secs: float = 150.0) -> LatencyResult:
@@ -123,9 +160,15 @@ class DeviceSession:
             fields = self._benchmark_model(remote_model, threads, runs, warmup, min_secs, max_secs)
         else:
             fields = self._python_runner(remote_model, threads, runs, warmup, min_secs, max_secs)
-        return LatencyResult.from_fields(
-            self.device, str(model), fields, model_sha256=sha256_file(model), transport=str(self.profile.transport),
-            seconds=round(time.perf_counter() - started, 3))
+        try:
+            return LatencyResult.from_fields(
+                self.device, str(model), fields, model_sha256=sha256_file(model),
+                transport=str(self.profile.transport), seconds=round(time.perf_counter() - started, 3))
+        except ValueError as exc:  # odd output: strings for numbers, NaN, no latency at all
+            raise RemoteCommandError(
+                f"The {self.profile.runner} runner's output is not a valid result: {exc}. "
+                "Check that the device runs an unmodified runner/binary; run it by hand to see its output.",
+                device=self.device) from None
 
     def _python_runner(self, remote_model, threads, runs, warmup, min_secs, max_secs) -> dict:
         runner = self.push(RUNNER_PATH, ".py")
@@ -137,11 +180,7 @@ class DeviceSession:
         return self._runner_json(completed)
 
     def _runner_json(self, completed, allow_codes=(0,)) -> dict:
-        lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-        try:
-            data = json.loads(lines[-1]) if lines else None
-        except json.JSONDecodeError:
-            data = None
+        data = parse_runner_json(completed.stdout)
         if not isinstance(data, dict):
             if completed.returncode == 127 or "not found" in completed.stderr or "No such file" in completed.stderr:
                 raise DeviceError(f"The device has no Python at the profile's path. Received: python="
@@ -154,11 +193,12 @@ class DeviceSession:
                 device=self.device, command=completed.argv, exit_code=completed.returncode,
                 stderr_tail=completed.tail())
         if data.get("error") == "runtime_missing" and completed.returncode not in allow_codes:
-            raise DeviceError(f"No LiteRT runtime on the device. Received: {data.get('message')}. {_INSTALL_HINT}",
+            raise DeviceError(f"No LiteRT runtime on the device. Received: {str(data.get('message'))[:300]}. "
+                              f"{_INSTALL_HINT}",
                               device=self.device)
         if data.get("error") == "model_refused":
             raise RemoteCommandError(
-                f"The runtime on the device refused the model. Received: {data.get('message', '')[:300]}. "
+                f"The runtime on the device refused the model. Received: {str(data.get('message', ''))[:300]}. "
                 "Check the model's ops are supported by that runtime version (edgeopt inspect lists them).",
                 device=self.device, command=completed.argv, exit_code=completed.returncode)
         if completed.returncode not in allow_codes:
@@ -212,10 +252,25 @@ class DeviceSession:
         completed = self.transport.run(["sh", "-c", script], check=False, timeout_s=30)
         parts = (completed.stdout.split("@@") + [""] * 5)[:5]
         cpuinfo, governor, freq, temp, machine = (p.strip() for p in parts)
-        try:
-            temperature = float(temp) / (1000.0 if float(temp) > 1000 else 1.0)
-        except ValueError:
-            temperature = None
-        return {"cpu_model": runner_script.cpu_model(cpuinfo) if cpuinfo else None, "governor": governor or None,
-                "cpu_freq_khz": int(freq) if freq.isdigit() else None, "temperature_after_c": temperature,
-                "machine": machine or None}
+        temperature = float(temp) / (1000.0 if abs(float(temp)) > 1000 else 1.0) if _DECIMAL.fullmatch(temp) else None
+        model = runner_script.cpu_model(cpuinfo[:1 << 16]) if cpuinfo else None
+        return {"cpu_model": model[:200] if model else None, "governor": governor[:40] or None,
+                "cpu_freq_khz": int(freq) if _INT.fullmatch(freq) and freq[0] != "-" else None,
+                "temperature_after_c": temperature, "machine": machine[:40] or None}
+
+
+_INT = re.compile(r"-?[0-9]{1,12}")
+_DECIMAL = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
+
+
+def parse_runner_json(stdout: str) -> dict | None:
+    """The runner's JSON object: its last stdout line starting with `{`, or `None` when
+    that line is not a JSON object (malformed, nested too deep, an int of 5,000 digits)."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return None
+    try:
+        data = json.loads(lines[-1])
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        return None
+    return data if isinstance(data, dict) else None

@@ -4,11 +4,35 @@ from __future__ import annotations
 
 import csv
 import io
-import json
+import os
+from pathlib import Path
 
 import click
 
 from edgeopt.cli._output import echo_json, progress_printer, table
+
+
+class _Interrupted(click.ClickException):
+    exit_code = 130  # 128 + SIGINT, as shells report it
+
+
+def _check_output_file(path: str | None, flag: str) -> None:
+    """Fails before any measurement when `path` cannot be written as a file."""
+    from edgeopt.errors import ConfigError
+
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir() or path.endswith(("/", os.sep)):
+        raise ConfigError(f"{flag} names a directory. Received: {flag} {path!r}. Pass a file path such as "
+                          f"{target / ('results.csv' if flag == '--csv' else 'results.json')}.")
+    parent = target.parent
+    if not parent.is_dir():
+        raise ConfigError(f"The directory for {flag} does not exist. Received: {flag} {path!r}. "
+                          f"Create {str(parent)!r} first, or pass another path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"The directory for {flag} is not writable. Received: {flag} {path!r}. "
+                          "Pass a path in a directory you can write.")
 
 
 def _fmt(x, digits=3):
@@ -44,8 +68,14 @@ def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_j
     from edgeopt.bench.harness import bench as run_bench
     from edgeopt.bench.result import CSV_FIELDS
 
-    results = run_bench(list(models), list(devices), threads=threads, runs=runs, warmup=warmup, min_secs=min_secs,
-                        max_secs=max_secs, keep=keep, progress=progress_printer(not quiet))
+    _check_output_file(out_path, "--out")
+    _check_output_file(csv_path, "--csv")
+    try:
+        results = run_bench(list(models), list(devices), threads=threads, runs=runs, warmup=warmup,
+                            min_secs=min_secs, max_secs=max_secs, keep=keep, progress=progress_printer(not quiet))
+    except KeyboardInterrupt:
+        raise _Interrupted("Interrupted: the runs on every device were stopped and no results were written. "
+                           "Received: Ctrl-C (SIGINT). Run the command again to measure.") from None
     if out_path:
         atomic_write_json(out_path, [r.to_dict() for r in results])
     if csv_path:

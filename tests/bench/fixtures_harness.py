@@ -83,14 +83,36 @@ def sshd(tmp_path_factory):
         yield server
 
 
-@pytest.fixture
-def ssh_profile(sshd, device_python, tmp_path):
+@pytest.fixture(scope="session")
+def sshd_without_sftp(tmp_path_factory):
+    """A loopback sshd with no `Subsystem sftp`, as dropbear on Yocto/OpenWrt images."""
+    if find_sshd() is None:
+        pytest.fail("sshd is missing: apt-get install openssh-server (.ci/run installs it)")
+    with LoopbackSshd(tmp_path_factory.mktemp("sshd-nosftp"), sftp=False) as server:
+        yield server
+
+
+def _profile_factory(server, device_python, tmp_path):
     def make(**overrides) -> DeviceProfile:
-        fields = sshd.profile_fields(python=device_python, workdir=str(tmp_path / "remote"))
+        fields = server.profile_fields(python=device_python, workdir=str(tmp_path / "remote"))
         fields.update(overrides)
         return profile_from_dict(fields, name="loopback-ssh")
 
     return make
+
+
+@pytest.fixture
+def ssh_profile(sshd, device_python, tmp_path):
+    return _profile_factory(sshd, device_python, tmp_path)
+
+
+@pytest.fixture
+def ssh_profile_without_sftp(sshd_without_sftp, device_python, tmp_path):
+    return _profile_factory(sshd_without_sftp, device_python, tmp_path)
+
+
+# A workdir no shell may reinterpret: spaces, both quotes, $(...), backticks, a glob.
+HOSTILE_DIR = "it's a \"dir\" $(touch PWNED) `touch PWNED2` [x]*"
 
 
 STANDIN_BENCHMARK_MODEL = """#!/bin/sh
@@ -117,3 +139,39 @@ def adb_standin(tmp_path, monkeypatch):
         return profile_from_dict(fields, name="android-standin")
 
     return make
+
+
+def running(marker: str) -> list[str]:
+    """Command lines of this machine's processes that mention `marker` (the loopback
+    "device" is this machine, so a runner left behind on it shows up here)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in text and int(cmdline.parent.name) != os.getpid():
+            found.append(text)
+    return found
+
+
+def wait_until_gone(marker: str, timeout_s: float = 5.0) -> list[str]:
+    """`running(marker)` once it is empty, or what is still running after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while (left := running(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def kill_leftovers(marker: str) -> None:
+    """Ends what a failing test left running, so it does not skew the next test."""
+    import signal
+
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass

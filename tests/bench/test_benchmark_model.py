@@ -55,3 +55,76 @@ def test_logcat_prefix_and_percentiles():
 def test_no_timings_is_an_error():
     with pytest.raises(BenchmarkOutputError):
         parse_benchmark_output("ERROR: Could not open '/data/local/tmp/x.tflite'.\nAborted\n")
+
+
+# --- Odd output: never another exception, never NaN/inf/negative, never a number invented. ---
+
+import math  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from edgeopt.bench.result import LatencyResult  # noqa: E402
+
+
+@pytest.mark.parametrize("text", [
+    "INFO: count=50 first=1 curr=1 min=1 max=1 avg=nan std=0\n",
+    "INFO: count=50 first=1 curr=1 min=1 max=1 avg=1e999 std=0\n",
+    "INFO: Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, Inference (avg): inf\n",
+    "INFO: Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, Inference (avg): -5\n",
+    "INFO: count=50 avg=" + "9" * 5000 + "\n",
+    "INFO: count=" + "9" * 5000 + "\ngarbage\n",
+    "Average inference timings in us: Warmup: 1, Init: 1, Inference: 1e99999\n",
+], ids=["nan", "1e999", "inf", "negative", "5000-digits", "count-5000-digits", "old-1e99999"])
+def test_odd_timings_are_no_timings(text):
+    with pytest.raises(BenchmarkOutputError):
+        parse_benchmark_output(text)
+
+
+def test_odd_side_values_are_left_out():
+    text = ("INFO: count=" + "9" * 5000 + " curr=1\nINFO: Replacing " + "9" * 50 + " out of 3 node(s) with delegate "
+            "(X)\nINFO: Num threads: [-1]\nPeak memory footprint (MB): init=1 overall=1e999\n"
+            "INFO: count=50 first=1 curr=1 min=1 max=2 avg=1500 std=1e999\n")
+    fields = parse_benchmark_output(text)
+    assert fields["mean_ms"] == 1.5 and fields["runs"] == 50
+    assert "std_ms" not in fields and "peak_rss_mb" not in fields and "threads" not in fields
+    assert "delegated_nodes" not in fields and "warmup_runs" not in fields
+
+
+_numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers().map(str),
+                     st.sampled_from(["nan", "inf", "-1", "1e999", "9" * 400, "2.95034e+06", "0"]))
+_line = st.one_of(
+    st.text(max_size=80),
+    st.builds("INFO: count={} first={} curr={} min={} max={} avg={} std={}".format, *[_numbers] * 7),
+    st.builds("INFO: count={} curr={}(all same)".format, _numbers, _numbers),
+    st.builds("Inference timings in us: Init: {}, First inference: {}, Warmup (avg): {}, Inference (avg): {}".format,
+              *[_numbers] * 4),
+    st.builds("Average inference timings in us: Warmup: {}, Init: {}, Inference: {}".format, *[_numbers] * 3),
+    st.builds("Replacing {} out of {} node(s) with delegate ({}) node".format, _numbers, _numbers, st.text(max_size=9)),
+    st.builds("Peak memory footprint (MB): init={} overall={}".format, _numbers, _numbers),
+    st.builds("Num threads: [{}]".format, _numbers),
+    st.builds("Initialized session in {}ms.".format, _numbers),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_line, max_size=12).map("\n".join))
+def test_any_text_parses_to_finite_fields_or_no_timings(text):
+    try:
+        fields = parse_benchmark_output(text)
+    except BenchmarkOutputError:
+        return
+    for key, value in fields.items():
+        if isinstance(value, float):
+            assert math.isfinite(value) and value >= 0, (key, value)
+    assert LatencyResult.from_fields("d", "m", fields).ok  # the schema accepts what the parser gives
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 1e12), st.floats(0, 1e12), st.integers(1, 10**6))
+def test_printed_values_are_read_back(avg_us, std_us, runs):
+    text = f"INFO: count={runs} first=1 curr=1 min=0 max={avg_us * 2:.6g} avg={avg_us:.6g} std={std_us:.6g}\n"
+    fields = parse_benchmark_output(text)
+    assert fields["runs"] == runs
+    assert fields["mean_ms"] == pytest.approx(float(f"{avg_us:.6g}") / 1000)
+    assert fields["std_ms"] == pytest.approx(float(f"{std_us:.6g}") / 1000)

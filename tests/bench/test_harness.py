@@ -175,3 +175,64 @@ def test_results_serialise(tflite_models):
     result = measure_latency(tflite_models["float32"], **FAST)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["device"] == "local" and data["delegation"] is None
+
+
+# --- Odd runner / benchmark_model output: one error row for that job, the others kept. ---
+
+FAKE_RUNNER = "#!/bin/sh\n# STAND-IN for a broken device Python: prints a canned output.\n{body}\n"
+ODD_OUTPUTS = {  # kind: (what the fake device Python prints, what the error row says)
+    "numbers-as-strings": ('echo \'{"p50_ms": "1.2", "mean_ms": "1.3", "runs": "10"}\'', "is not a"),
+    "empty-object": ("echo '{}'", "it holds no latency"),
+    "nested-100k-deep": ("python3 -c \"print('{\\\"a\\\": ' + '[' * 100000 + ']' * 100000 + '}')\"", "no valid JSON"),
+    "nan-latencies": ('echo \'{"p50_ms": NaN, "mean_ms": NaN, "latencies_ms": [NaN, NaN]}\'', "mean_ms is nan"),
+    "infinite-p50": ('echo \'{"p50_ms": Infinity, "mean_ms": 1.0}\'', "p50_ms is inf"),
+    "50MB-of-output": ("head -c 52428800 /dev/zero | tr '\\0' x; echo; echo '{\"p50_ms\": 1.0, \"mean_ms\": 1.0}'",
+                       "printed more than 8 MiB"),
+}
+
+
+def odd_device(tmp_path, name, body, **fields):
+    script = tmp_path / f"{name}.sh"
+    script.write_text(FAKE_RUNNER.format(body=body))
+    script.chmod(0o755)
+    return profile_from_dict(dict({"python": str(script), "workdir": str(tmp_path / name)}, **fields), name=name)
+
+
+@pytest.mark.parametrize("kind", ODD_OUTPUTS)
+def test_odd_runner_output_is_one_error_row_and_other_devices_are_kept(kind, tflite_models, tmp_path):
+    body, message = ODD_OUTPUTS[kind]
+    odd = odd_device(tmp_path, "odd", body)
+    results = bench([tflite_models["int8"]], ["local", odd], **FAST)
+    assert [(r.device, r.status) for r in results] == [("local", "ok"), ("odd", "error")]
+    assert results[0].p50_ms > 0
+    assert results[1].error_type == "RemoteCommandError"
+    assert results[1].error.startswith("[odd] ") and message in results[1].error, results[1].error
+
+
+def test_runner_output_cannot_set_the_harness_fields(tflite_models, tmp_path):
+    spoof = odd_device(tmp_path, "spoof", 'echo \'{"device": "x", "status": "error", "model": "y", "mean_ms": 2.0}\'')
+    (result,) = bench([tflite_models["int8"]], [spoof], **FAST)
+    assert (result.device, result.model, result.status, result.mean_ms) == ("spoof", str(tflite_models["int8"]),
+                                                                         "ok", 2.0)
+
+
+@pytest.mark.adb
+def test_odd_benchmark_model_output_is_an_error_row(tflite_models, adb_standin, tmp_path):
+    binary = tmp_path / "odd_benchmark_model"
+    binary.write_text("#!/bin/sh\necho 'INFO: count=50 first=1 curr=1 min=nan max=nan avg=nan std=nan'\n"
+                      "echo 'INFO: Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, "
+                      "Inference (avg): 1e999'\n")
+    binary.chmod(0o755)
+    results = bench([tflite_models["int8"]], ["local", adb_standin(benchmark_model=str(binary))], **FAST)
+    assert [r.status for r in results] == ["ok", "error"]
+    assert results[1].error_type == "RemoteCommandError" and "printed no timings" in results[1].error
+
+
+@pytest.mark.ssh
+def test_hostile_workdir_without_sftp(tflite_models, ssh_profile_without_sftp, tmp_path):
+    from tests.bench.fixtures_harness import HOSTILE_DIR
+
+    workdir = tmp_path / HOSTILE_DIR
+    result = measure_latency(tflite_models["int8"], ssh_profile_without_sftp(workdir=str(workdir)), **FAST)
+    assert result.ok and result.transport == "ssh" and result.p50_ms > 0
+    assert not list(tmp_path.rglob("PWNED*")) and not workdir.exists()  # cleaned up, nothing ran

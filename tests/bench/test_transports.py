@@ -6,11 +6,15 @@ are text, never shell — push files by content, and report failures as DeviceEr
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
+
 import pytest
 
 from edgeopt.bench.profiles import profile_from_dict
 from edgeopt.bench.session import DeviceSession
 from edgeopt.errors import RemoteCommandError
+from tests.bench.fixtures_harness import HOSTILE_DIR, kill_leftovers, running, wait_until_gone
 
 NASTY = ["a b", "$(touch PWNED)", "'q'", '"dq"', "`touch PWNED2`", "; touch PWNED3", "x\ny", "~/not-home", "*"]
 
@@ -58,6 +62,34 @@ class TransportContract:
         with pytest.raises(RemoteCommandError, match="timed out after 1 s"):
             session.transport.run(["sleep", "5"], timeout_s=1)
 
+    def test_timeout_leaves_nothing_running_on_the_device(self, session):
+        marker = f"edgeopt-test-{uuid.uuid4().hex}"
+        seconds = f"{300 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6:06d}"  # sleep's own marker
+        try:
+            with pytest.raises(RemoteCommandError, match="timed out after 1 s and was stopped on the device"):
+                session.transport.run(["sh", "-c", 'sleep "$1" & sleep "$1"; :', marker, seconds], timeout_s=1)
+            assert wait_until_gone(marker) == [] and wait_until_gone(f"sleep {seconds}") == []
+        finally:
+            kill_leftovers(marker)
+            kill_leftovers(f"sleep {seconds}")
+
+    def test_env_values_arrive_verbatim(self, profile):
+        env = {"EDGEOPT_A": "a b $(touch PWNED) `id` 'q' \"d\" ; *", "EDGEOPT_B": "--split-string=x"}
+        profile = dataclasses.replace(profile, env=env)
+        completed = DeviceSession(profile).transport.run(["sh", "-c", 'printf "%s|" "$EDGEOPT_A" "$EDGEOPT_B"'])
+        assert completed.stdout == "|".join(env.values()) + "|"
+
+    def test_hostile_workdir(self, profile, tmp_path):
+        workdir = tmp_path / HOSTILE_DIR
+        local = tmp_path / "m.bin"
+        local.write_bytes(b"z" * 1000)
+        with DeviceSession(dataclasses.replace(profile, workdir=str(workdir))) as session:
+            assert session.workdir == str(workdir)
+            remote = session.push(local)
+            assert session.transport.run(["cat", remote]).stdout == "z" * 1000
+            assert sorted(p.name for p in workdir.iterdir()) == [remote.rsplit("/", 1)[1]]
+        assert not list(tmp_path.rglob("PWNED*"))
+
     def test_cleanup_removes_what_was_pushed(self, profile, tmp_path):
         local = tmp_path / "m.bin"
         local.write_bytes(b"x" * 100)
@@ -86,6 +118,28 @@ class TestSsh(TransportContract):
     @pytest.fixture
     def profile(self, ssh_profile):
         return ssh_profile()
+
+
+@pytest.mark.ssh
+class TestSshWithoutSftp(TransportContract):
+    """dropbear-like: scp (sftp) fails with "Connection closed"; pushes stream through ssh."""
+
+    @pytest.fixture
+    def profile(self, ssh_profile_without_sftp):
+        return ssh_profile_without_sftp()
+
+
+@pytest.mark.ssh
+def test_known_hosts_and_key_paths_with_spaces(ssh_profile, sshd, tmp_path):
+    spaced = tmp_path / "my keys" / "100% 'odd' \"dir\""
+    spaced.mkdir(parents=True)
+    known_hosts = spaced / "known hosts"
+    known_hosts.write_text(sshd.known_hosts.read_text())
+    key = spaced / "client key"
+    key.write_bytes(sshd.client_key.read_bytes())
+    key.chmod(0o600)
+    profile = ssh_profile(known_hosts_file=str(known_hosts), identity_file=str(key))
+    assert _run_once(profile, ["echo", "hello"]) == "hello\n"
 
 
 @pytest.mark.adb

@@ -76,3 +76,32 @@ def test_devices_check_unknown_host_key_gives_a_fix(ssh_profile, tmp_path):
     result = run("devices", "check", profile)
     assert result.exit_code == 1
     assert "FAIL reachable" in result.stdout and "fix: Verify the key" in result.stdout
+
+
+@pytest.mark.parametrize("flag", ["--out", "--csv"])
+def test_unwritable_output_paths_fail_before_measuring(flag, tflite_models, tmp_path):
+    for path, message in [(tmp_path, f"{flag} names a directory"),
+                          (f"{tmp_path}/new/", f"{flag} names a directory"),
+                          (tmp_path / "missing" / "results.json", f"The directory for {flag} does not exist")]:
+        result = run("bench", tflite_models["int8"], flag, path, "--runs", 5, "--min-secs", 0)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line, no traceback
+        assert result.stderr.startswith(f"Error: {message}") and "Received:" in result.stderr
+        assert "measuring" not in result.stderr and "p50" not in result.stdout  # nothing was measured
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "new").exists()
+
+
+def test_odd_device_output_keeps_the_other_results(tflite_models, tmp_path):
+    script = tmp_path / "odd-python"
+    script.write_text("#!/bin/sh\necho '{\"p50_ms\": NaN, \"mean_ms\": NaN}'\n")
+    script.chmod(0o755)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(yaml.safe_dump({"transport": "local", "python": str(script)}))
+    out = tmp_path / "results.json"
+    result = run("bench", tflite_models["int8"], "-d", "local", "-d", odd, "--runs", 5, "--min-secs", 0,
+                 "--out", out, "-q")
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == ["Error: 1 of 2 jobs failed: odd: RemoteCommandError"]
+    saved = {r["device"]: r for r in json.loads(out.read_text())}
+    assert saved["local"]["status"] == "ok" and saved["local"]["p50_ms"] > 0
+    assert saved["odd"]["status"] == "error" and "_ms is nan, not a finite" in saved["odd"]["error"]

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from edgeopt.bench.transports.base import Completed, Transport, remote_command_line
+import os
+
+from edgeopt.bench.transports.base import Completed, Transport, remote_script
 from edgeopt.errors import DeviceError, DeviceUnreachableError
 
 
 class AdbTransport(Transport):
+    pid_on_stdout = True  # adb before the shell protocol (Android < 7) merges stderr into stdout
+
     def _prefix(self) -> list[str]:
         return [self.profile.adb] + (["-s", self.profile.serial] if self.profile.serial else [])
 
     def _argv(self, argv: list[str]) -> list[str]:
-        env = ["env", *(f"{k}={v}" for k, v in self.profile.env.items())] if self.profile.env else []
-        return [*self._prefix(), "shell", remote_command_line(env + argv)]
+        return [*self._prefix(), "shell", remote_script(argv)]
 
     def push(self, local: str, remote: str) -> None:
+        local = os.path.abspath(local)  # never read as an option
         completed = self._execute([*self._prefix(), "push", local, remote], ["adb push", local, remote],
                                   self.profile.timeout_s)
         self._classify(completed)

@@ -9,11 +9,10 @@ from edgeopt.bench.transports.base import HomePath, Transport
 
 
 class LocalTransport(Transport):
+    remote = False  # no shell in between: the argv runs as is, in a process group of its own
+
     def _argv(self, argv: list[str]) -> list[str]:
-        argv = [os.path.expanduser(a) if isinstance(a, HomePath) else a for a in argv]
-        if self.profile.env:
-            return ["env", *(f"{k}={v}" for k, v in self.profile.env.items()), *argv]
-        return argv
+        return [os.path.expanduser(a) if isinstance(a, HomePath) else a for a in argv]
 
     def push(self, local: str, remote: str) -> None:
         shutil.copyfile(local, remote)

@@ -9,25 +9,37 @@ handshake instead of eight.
 
 from __future__ import annotations
 
+import os
+import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from edgeopt.bench.transports.base import Completed, Transport, remote_command_line
-from edgeopt.errors import ConfigError, DeviceError, DeviceUnreachableError
+from edgeopt.bench.transports.base import Completed, Transport, remote_script
+from edgeopt.errors import DeviceError, DeviceUnreachableError
 
 _UNREACHABLE = ("Connection refused", "Connection timed out", "timed out", "No route to host",
                 "Could not resolve hostname", "Network is unreachable", "Connection reset",
-                "Connection closed by", "kex_exchange_identification")
+                "Connection closed by", "kex_exchange_identification", "Broken pipe",
+                "mux_client", "Control socket connect", "closed by remote host")
+# Streams a file into place when the device's sshd has no sftp subsystem (dropbear on
+# Yocto/OpenWrt, minimal boards), where OpenSSH >= 9's sftp-based scp fails with
+# "Connection closed" and legacy `scp -O` breaks on paths with spaces.
+_STREAM_IN = 'cat > "$1.part" && mv -f "$1.part" "$1"'
+
+
+def _option_path(path: str) -> str:
+    """A path as one ssh_config word: quoted (spaces), `%` doubled (ssh's tokens)."""
+    escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
 
 
 class SshTransport(Transport):
-    def __init__(self, profile):
-        super().__init__(profile)
-        if profile.host.startswith("-"):
-            raise ConfigError(f"Bad ssh host. Received: host={profile.host!r}. A host cannot start with '-'.")
+    def __init__(self, profile, **kwargs):
+        super().__init__(profile, **kwargs)
         self._control_dir: str | None = None
+        self._sftp: bool | None = None  # does the device's sshd serve sftp (scp)? learnt on the first push
 
     def _port(self, flag: str = "-p") -> list[str]:
         return [flag, str(self.profile.port)] if self.profile.port else []
@@ -41,7 +53,8 @@ class SshTransport(Transport):
             # a pipe, so the lingering master cannot hold our subprocess pipes open.
             with tempfile.TemporaryFile(mode="w+") as log:
                 argv = ["ssh", *self._options(), *self._port(), "-o", "ControlMaster=yes", "-o",
-                        f"ControlPath={path}", "-o", "ControlPersist=120", "-N", "-f", "--", self.profile.host]
+                        f"ControlPath={_option_path(path)}", "-o", "ControlPersist=120", "-N", "-f", "--",
+                        self.profile.host]
                 try:
                     code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                           timeout=self.profile.connect_timeout_s + 20).returncode
@@ -59,39 +72,70 @@ class SshTransport(Transport):
                 self._classify(Completed(argv=["ssh"], returncode=255, stdout="", stderr=stderr))
                 raise DeviceError(f"ssh failed. Received: {stderr.strip()[-200:]!r}. "
                                   f"Try `ssh {self.profile.host}` by hand.", device=self.device)
-        return ["-o", "ControlMaster=no", "-o", f"ControlPath={Path(self._control_dir) / 'master'}"]
+        return ["-o", "ControlMaster=no", "-o", f"ControlPath={_option_path(str(Path(self._control_dir) / 'master'))}"]
 
     def close(self) -> None:
         if self._control_dir is None:
             return
-        subprocess.run(["ssh", "-o", f"ControlPath={Path(self._control_dir) / 'master'}", "-O", "exit", "--",
-                        self.profile.host], capture_output=True, stdin=subprocess.DEVNULL, timeout=15)
+        try:
+            subprocess.run(["ssh", "-o", f"ControlPath={_option_path(str(Path(self._control_dir) / 'master'))}",
+                            "-O", "exit", "--", self.profile.host], capture_output=True, stdin=subprocess.DEVNULL,
+                           timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         shutil.rmtree(self._control_dir, ignore_errors=True)
         self._control_dir = None
+
+    def _master_alive(self) -> bool:
+        try:
+            return subprocess.run(["ssh", *self._control(), "-O", "check", "--", self.profile.host],
+                                  capture_output=True, stdin=subprocess.DEVNULL, timeout=10).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
 
     def _options(self) -> list[str]:
         p = self.profile
         options = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, int(p.connect_timeout_s))}",
                    "-o", f"StrictHostKeyChecking={p.strict_host_key_checking}"]
         if p.known_hosts_file:
-            options += ["-o", f"UserKnownHostsFile={p.known_hosts_file}"]
+            path = os.path.abspath(os.path.expanduser(p.known_hosts_file))
+            options += ["-o", f"UserKnownHostsFile={_option_path(path)}"]
         if p.identity_file:
-            options += ["-i", p.identity_file, "-o", "IdentitiesOnly=yes"]
+            path = os.path.abspath(os.path.expanduser(p.identity_file))
+            options += ["-o", f"IdentityFile={_option_path(path)}", "-o", "IdentitiesOnly=yes"]
         return options
 
     def _argv(self, argv: list[str]) -> list[str]:
-        env = ["env", *(f"{k}={v}" for k, v in self.profile.env.items())] if self.profile.env else []
         return ["ssh", *self._options(), *self._control(), *self._port(), "--", self.profile.host,
-                remote_command_line(env + argv)]
+                remote_script(argv)]
 
     def push(self, local: str, remote: str) -> None:
-        argv = ["scp", "-q", *self._options(), *self._control(), *self._port("-P"), "--", local,
-                f"{self.profile.host}:{remote}"]
-        completed = self._execute(argv, ["scp", local, remote], self.profile.timeout_s)
-        self._classify(completed)
+        """scp (sftp) when the device serves it, else the bytes streamed through ssh."""
+        local = os.path.abspath(local)  # a relative `a:b.tflite` would name a host
+        if self._sftp is not False:
+            host = self.profile.host
+            if ":" in host.rpartition("@")[2]:  # an IPv6 literal
+                user, at, address = host.rpartition("@")
+                host = f"{user}{at}[{address.strip('[]')}]"
+            argv = ["scp", "-q", *self._options(), *self._control(), *self._port("-P"), "--", local,
+                    f"{host}:{remote}"]
+            completed = self._execute(argv, ["scp", local, remote], self.profile.timeout_s)
+            if completed.returncode == 0:
+                self._sftp = True
+                return
+            if self._sftp:  # scp worked before on this device: this failure is real
+                self._push_failed(completed, local, remote)
+        with open(local, "rb") as source:
+            completed = self._execute(self._argv(["sh", "-c", _STREAM_IN, "sh", remote]),
+                                      ["cat", ">", remote], self.profile.timeout_s, stdin=source)
         if completed.returncode != 0:
-            raise DeviceError(f"Copying to the device failed. Received: scp {local} -> {remote}: {completed.tail()}. "
-                              "Check that the workdir exists and is writable.", device=self.device)
+            self._push_failed(completed, local, remote)
+        self._sftp = False
+
+    def _push_failed(self, completed: Completed, local: str, remote: str) -> None:
+        self._classify(completed)
+        raise DeviceError(f"Copying to the device failed. Received: {shlex.quote(local)} -> {shlex.quote(remote)}: "
+                          f"{completed.tail()}. Check that the workdir exists and is writable.", device=self.device)
 
     def _classify(self, completed: Completed) -> None:
         if completed.returncode != 255:  # ssh's own failures exit 255
@@ -114,6 +158,12 @@ class SshTransport(Transport):
                 f"Cannot reach the device over ssh. Received: {host} ({completed.tail(1)}). "
                 "Check it is powered, on the network and running sshd, and the host/port in the profile.",
                 device=self.device)
+        if self._control_dir is not None:
+            if self._master_alive():
+                return  # the connection is fine: the command itself exited 255
+            raise DeviceUnreachableError(
+                f"The connection to the device dropped while a command ran. Received: {host} (ssh exit 255). "
+                "Check it is still powered and on the network, then run again.", device=self.device)
         raise DeviceError(f"ssh failed. Received: {host} ({completed.tail(2)}). Try `ssh {self.profile.host}` by hand.",
                           device=self.device)
 
