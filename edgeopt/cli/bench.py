@@ -41,10 +41,10 @@ def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_j
             --device local --device rpi4 --threads 4 --runs 100 --out results.json
     """
     from edgeopt._files import atomic_write_json, atomic_write_text
-    from edgeopt.bench.harness import bench as run_bench
+    from edgeopt.bench.harness import benchmark
     from edgeopt.bench.result import CSV_FIELDS
 
-    results = run_bench(list(models), list(devices), threads=threads, runs=runs, warmup=warmup, min_secs=min_secs,
+    results = benchmark(list(models), list(devices), threads=threads, runs=runs, warmup=warmup, min_secs=min_secs,
                         max_secs=max_secs, keep=keep, progress=progress_printer(not quiet))
     if out_path:
         atomic_write_json(out_path, [r.to_dict() for r in results])

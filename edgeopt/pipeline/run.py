@@ -219,11 +219,11 @@ class _Runner:
         return rng.standard_normal((self.recipe.export["calibration_samples"], *shape)).astype("float32"), None
 
     def _bench(self, files: list[Path], vdir: Path):
-        from edgeopt.bench.harness import bench
+        from edgeopt.bench.harness import benchmark
 
         b = self.recipe.bench
-        results = bench(files, b["devices"], threads=b["threads"], runs=b["runs"], warmup=b["warmup"],
-                        min_secs=b["min_secs"], max_secs=b["max_secs"], progress=lambda line: self.say(f"  {line}"))
+        results = benchmark(files, b["devices"], threads=b["threads"], runs=b["runs"], warmup=b["warmup"],
+                            min_secs=b["min_secs"], max_secs=b["max_secs"], progress=lambda line: self.say(f"  {line}"))
         for r in results:
             r.model = str(Path(r.model).relative_to(self.dir))
         path = vdir / "bench.json"
