@@ -92,4 +92,8 @@ def _kmeans_plus_plus(values: np.ndarray, k: int) -> np.ndarray:
 def assign(values: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid for every value (flattened; the first on ties, as tf.argmin)."""
     values = np.asarray(values, dtype=np.float32).reshape(-1, 1)
-    return np.abs(values - np.asarray(centroids, np.float32).reshape(1, -1)).argmin(axis=1).astype(np.int32)
+    centroids = np.asarray(centroids, np.float32).reshape(1, -1)
+    out = np.empty(values.shape[0], np.int32)
+    for start in range(0, values.shape[0], 1 << 16):  # bounded memory for large kernels
+        out[start : start + (1 << 16)] = np.abs(values[start : start + (1 << 16)] - centroids).argmin(axis=1)
+    return out
