@@ -46,10 +46,11 @@ class Pruning(FitCallback):
     Like tfmot's, masks are updated at `begin_step` and every `frequency` steps after,
     and a kernel always keeps at least one weight. Deliberate differences: masks are
     first computed at the end of the first batch when `begin_step` is 0 (tfmot's
-    count starts at 1, so it first prunes at step `frequency`); exactly the target count of weights is zeroed when magnitudes tie (tfmot
-    keeps every tied weight); and there is a last update at `end_step` itself, so the
-    final sparsity is reached even when `end_step - begin_step` is not a multiple of
-    `frequency` (tfmot stops at the last multiple, e.g. 0.794 of a 0.8 target).
+    count starts at 1, so it first prunes at step `frequency`); exactly the target
+    count of weights is zeroed when magnitudes tie (tfmot keeps every tied weight); and
+    there is a last update at `end_step` itself, so the final sparsity is reached even
+    when `end_step - begin_step` is not a multiple of `frequency` (tfmot stops at the
+    last multiple, e.g. 0.794 of a 0.8 target).
 
     Args:
         schedule: a `PruningSchedule`; may be `None` only with `hold=True`.

@@ -111,9 +111,9 @@ def test_schedule_arguments_of_any_numeric_kind(initial, final, begin, end):
             ConstantSparsity(final, begin, end)
 
 
-@pytest.mark.parametrize("end_step, message", [(3.5, "end_step must be an integer"), (True, "end_step must be an integer"),
-                                               (np.float64(40.0), "end_step must be an integer"),
-                                               (np.int32(5), "end_step must be greater than begin_step")])
+@pytest.mark.parametrize("end_step, message", [
+    (3.5, "end_step must be an integer"), (True, "end_step must be an integer"),
+    (np.float64(40.0), "end_step must be an integer"), (np.int32(5), "end_step must be greater than begin_step")])
 def test_bad_steps_name_the_real_problem(end_step, message):
     with pytest.raises(ConfigError, match=message):
         PolynomialDecay(0.0, 0.8, begin_step=10, end_step=end_step)
