@@ -34,7 +34,7 @@ _LAZY = {
     "load_model": "edgeopt._keras",
     "load_digits_splits": "edgeopt.datasets",
     "measure_latency": "edgeopt.bench.harness",
-    "bench": "edgeopt.bench.harness",
+    "benchmark": "edgeopt.bench.harness",
     "LatencyResult": "edgeopt.bench.result",
     "DeviceProfile": "edgeopt.bench.profiles",
     "load_profile": "edgeopt.bench.profiles",
@@ -46,7 +46,7 @@ _LAZY = {
     "sparsity_report": "edgeopt.pruning.report",
     "cluster_weights": "edgeopt.clustering.api",
     "strip_clustering": "edgeopt.clustering.api",
-    "factorize": "edgeopt.lowrank.factorize",
+    "factorize": "edgeopt.lowrank.svd",
     "quantize_aware": "edgeopt.qat.api",
     "Distiller": "edgeopt.distill.api",
     "run_recipe": "edgeopt.pipeline.run",
@@ -55,7 +55,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeopt._keras import load_model
-    from edgeopt.bench.harness import bench, measure_latency
+    from edgeopt.bench.harness import benchmark, measure_latency
     from edgeopt.bench.profiles import DeviceProfile, load_profile
     from edgeopt.bench.result import LatencyResult
     from edgeopt.convert.exporter import ExportReport, export_tflite
@@ -67,7 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.pipeline.recipe import load_recipe
     from edgeopt.pipeline.run import run_recipe
     from edgeopt.qat.api import quantize_aware
-    from edgeopt.lowrank.factorize import factorize
+    from edgeopt.lowrank.svd import factorize
     from edgeopt.pruning.callback import KeepSparsity, Pruning
     from edgeopt.pruning.report import sparsity_report
     from edgeopt.pruning.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule

@@ -1,4 +1,4 @@
-"""`measure_latency` and `bench`: models × devices, devices in parallel.
+"""`measure_latency` and `benchmark`: models × devices, devices in parallel.
 
 Models run one after another on a device (so they do not compete for its cores);
 devices run in parallel. A device that fails does not stop the others: its jobs get
@@ -72,9 +72,9 @@ def measure_latency(model: str | os.PathLike, device: str | DeviceProfile = "loc
         return session.measure(path, threads=threads, runs=runs, warmup=warmup, min_secs=min_secs, max_secs=max_secs)
 
 
-def bench(models: Sequence[str | os.PathLike], devices: Sequence[str | DeviceProfile] = ("local",), *,
-          threads: int | None = None, runs: int = 50, warmup: int = 5, min_secs: float = 1.0,
-          max_secs: float = 150.0, keep: bool = False, progress: Progress | None = None) -> list[LatencyResult]:
+def benchmark(models: Sequence[str | os.PathLike], devices: Sequence[str | DeviceProfile] = ("local",), *,
+              threads: int | None = None, runs: int = 50, warmup: int = 5, min_secs: float = 1.0,
+              max_secs: float = 150.0, keep: bool = False, progress: Progress | None = None) -> list[LatencyResult]:
     """Measures every model on every device; failures become error results.
 
     Returns:

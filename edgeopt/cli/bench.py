@@ -65,14 +65,14 @@ def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_j
             --device local --device rpi4 --threads 4 --runs 100 --out results.json
     """
     from edgeopt._files import atomic_write_json, atomic_write_text
-    from edgeopt.bench.harness import bench as run_bench
+    from edgeopt.bench.harness import benchmark
     from edgeopt.bench.result import CSV_FIELDS
 
     _check_output_file(out_path, "--out")
     _check_output_file(csv_path, "--csv")
     try:
-        results = run_bench(list(models), list(devices), threads=threads, runs=runs, warmup=warmup,
-                            min_secs=min_secs, max_secs=max_secs, keep=keep, progress=progress_printer(not quiet))
+        results = benchmark(list(models), list(devices), threads=threads, runs=runs, warmup=warmup,
+                             min_secs=min_secs, max_secs=max_secs, keep=keep, progress=progress_printer(not quiet))
     except KeyboardInterrupt:
         raise _Interrupted("Interrupted: the runs on every device were stopped and no results were written. "
                            "Received: Ctrl-C (SIGINT). Run the command again to measure.") from None

@@ -8,9 +8,11 @@ model is left untouched and a new model is returned.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 from edgeopt import _keras
+from edgeopt._checks import is_integer
 from edgeopt._layers import WEIGHT_LAYER_TYPES, select_layers
 from edgeopt.clustering import keras3 as keras3_clustering
 from edgeopt.clustering.init import CentroidInit, parse_init
@@ -38,27 +40,51 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
 
     Args:
         model: a Keras 3 or tf_keras model; not modified.
-        clusters: shared values per kernel (>= 2). Defaults to `16`.
-        init: `"kmeans++"`, `"linear"` or `"density"`. Defaults to `"kmeans++"`.
-        preserve_sparsity: pruned zeros stay exactly zero. Defaults to `False`.
+        clusters: shared values per kernel (>= 2), zero included with
+            `preserve_sparsity`: a kernel never holds more than `clusters` distinct values.
+            Defaults to `16`.
+        init: `"kmeans++"`, `"linear"` or `"density"`: tfmot's `KMEANS_PLUS_PLUS`,
+            `LINEAR` and `DENSITY_BASED`, the same centroids for the same weights in both
+            flavours (see `edgeopt.clustering.init`). Defaults to `"kmeans++"`.
+        preserve_sparsity: pruned zeros stay exactly zero; zero is one of the
+            `clusters` centroids (needs `clusters >= 3`). Defaults to `False`.
         layer_types: layer types to cluster. Defaults to Dense, Conv1D, Conv2D, DepthwiseConv2D.
         include: layer-name patterns to cluster. Defaults to `None` (all).
         exclude: layer-name patterns to leave alone. Defaults to `()`.
         min_params: skip kernels with fewer weights. Defaults to `0`.
     """
-    if not isinstance(clusters, int) or isinstance(clusters, bool) or clusters < 2:
+    if not is_integer(clusters) or clusters < 2:
         raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={clusters!r}. "
                           "16 clusters (4-bit indices) is a common start.")
+    clusters = int(clusters)
+    if preserve_sparsity and clusters < 3:
+        raise ConfigError(f"preserve_sparsity needs clusters >= 3: zero is one of them. Received: clusters={clusters}. "
+                          "Use clusters=3 or more, or preserve_sparsity=False.")
     init = parse_init(init)
     flavour = _keras.flavour_of(model)
     selection = dict(layer_types=layer_types, include=include, exclude=exclude, min_params=min_params,
                      what="clustering")
-    select_layers(model, **selection)  # fail on the caller's model before copying
+    _targets(model, clusters, selection)  # fail on the caller's model before copying
     clone = _keras.clone_with_weights(model)
+    targets = _targets(clone, clusters, selection, warn=True)
     if flavour is _keras.Flavour.KERAS3:
-        keras3_clustering.cluster_targets(select_layers(clone, **selection), clusters, init, preserve_sparsity)
+        keras3_clustering.cluster_targets(targets, clusters, init, preserve_sparsity)
         return clone
-    return _tfmot_cluster(clone, {t.name for t in select_layers(clone, **selection)}, clusters, init, preserve_sparsity)
+    return _tfmot_cluster(clone, {t.name for t in targets}, clusters, init, preserve_sparsity)
+
+
+def _targets(model: Any, clusters: int, selection: dict, warn: bool = False) -> list:
+    """The selected kernels with more weights than `clusters` (the others already hold at
+    most `clusters` values; tfmot's kmeans++ would fail on them)."""
+    targets = select_layers(model, **selection)
+    small = [t.name for t in targets if t.size <= clusters]
+    if len(small) == len(targets):
+        raise ConfigError(f"No selected kernel has more weights than clusters={clusters}. Received: layers {small}. "
+                          "Lower clusters or select larger layers.")
+    if small and warn:
+        warnings.warn(f"clustering: left as they are, having no more weights than clusters={clusters}: {small}",
+                      stacklevel=3)
+    return [t for t in targets if t.size > clusters]
 
 
 def _tfmot_cluster(clone: Any, names: set[str], clusters: int, init: CentroidInit, preserve_sparsity: bool) -> Any:

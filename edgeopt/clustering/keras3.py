@@ -4,8 +4,10 @@ Written here because tfmot's clustering needs tf_keras. Each selected kernel get
 variable constraint that Keras 3 applies inside the optimizer step, right after every
 update: the centroids become the means of their members (so each centroid moves by the
 average update of the weights assigned to it — the centroids are trained through their
-members) and every weight is replaced by its centroid. Assignments are fixed at
-initialisation; with `preserve_sparsity`, zeros form their own cluster pinned at 0.
+members) and every weight is replaced by its centroid. Centroids start where tfmot's
+initialisers put them (`clustering.init`); assignments are fixed at initialisation
+(tfmot re-assigns to the nearest centroid every step); with `preserve_sparsity`, zero
+is one of the clusters and stays pinned at 0.
 """
 
 from __future__ import annotations
@@ -19,37 +21,44 @@ from edgeopt.clustering.init import CentroidInit, assign, init_centroids
 
 
 class ClusterProjection:
-    """Keras 3 variable constraint: tie a kernel to `clusters` shared values."""
+    """Keras 3 variable constraint: tie a kernel to `segments` shared values."""
 
-    def __init__(self, indices: np.ndarray, clusters: int, pinned_zero: bool):
+    def __init__(self, indices: np.ndarray, segments: int, zero_index: int | None):
         import tensorflow as tf
 
         self.indices = tf.constant(indices.ravel(), dtype=tf.int32)
-        self.segments = clusters + (1 if pinned_zero else 0)
-        self.pinned_zero = pinned_zero
+        self.segments = int(segments)
+        self.zero_index = zero_index
+        self.keep = None
+        if zero_index is not None:  # the zero centroid is pinned at 0
+            self.keep = tf.constant([0.0 if i == zero_index else 1.0 for i in range(self.segments)])
 
     def __call__(self, weight):
         import tensorflow as tf
 
         flat = tf.reshape(weight, [-1])
         centroids = tf.math.unsorted_segment_mean(flat, self.indices, self.segments)
-        if self.pinned_zero:  # the last segment holds the pruned weights
-            centroids = tf.concat([centroids[:-1], tf.zeros([1], centroids.dtype)], axis=0)
+        if self.keep is not None:
+            centroids = centroids * tf.cast(self.keep, centroids.dtype)
         return tf.reshape(tf.gather(centroids, self.indices), tf.shape(weight))
 
 
 def cluster_targets(targets: list[Target], clusters: int, init: CentroidInit, preserve_sparsity: bool) -> None:
-    """Initialises and ties the kernels of `targets` (layers of a fresh clone)."""
+    """Initialises and ties the kernels of `targets` (layers of a fresh clone).
+
+    As in tfmot, each weight starts at its nearest initial centroid; with
+    `preserve_sparsity` zero is one of the `clusters` centroids, and it holds every
+    weight that was zero (and any weight nearest to it) at 0 for good.
+    """
     for target in targets:
         values = target.read()
         flat = values.ravel()
-        zero = (flat == 0) if preserve_sparsity else np.zeros(flat.shape, bool)
-        centroids = init_centroids(flat[~zero] if (~zero).any() else flat, clusters, init)
+        centroids, zero_index = init_centroids(flat, clusters, init, preserve_sparsity=preserve_sparsity)
         indices = assign(flat, centroids)
-        indices[zero] = clusters  # the pinned-zero segment
-        constraint = ClusterProjection(indices, clusters, bool(zero.any()))
-        target.variable.constraint = constraint
-        target.variable.assign(constraint(target.variable))
+        if zero_index is not None:
+            indices[flat == 0] = zero_index
+        target.variable.constraint = ClusterProjection(indices, centroids.size, zero_index)
+        target.variable.assign(centroids[indices].reshape(values.shape).astype(values.dtype))
 
 
 def strip(model: Any) -> Any:

@@ -231,10 +231,10 @@ class _Runner:
         return rng.standard_normal((self.recipe.export["calibration_samples"], *shape)).astype("float32"), None
 
     def _bench(self, files: list[Path], vdir: Path):
-        from edgeopt.bench.harness import bench
+        from edgeopt.bench.harness import benchmark
 
         settings = {k: v for k, v in self.recipe.bench.items() if k != "devices"}  # bench's own arguments
-        results = bench(files, self.recipe.bench["devices"], **settings, progress=lambda line: self.say(f"  {line}"))
+        results = benchmark(files, self.recipe.bench["devices"], **settings, progress=lambda line: self.say(f"  {line}"))
         for r in results:
             r.model = str(Path(r.model).relative_to(self.dir))
         path = vdir / "bench.json"

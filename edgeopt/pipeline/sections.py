@@ -45,9 +45,9 @@ BENCH_EXCLUDED = ("models", "progress")
 
 def bench_keys() -> tuple[str, ...]:
     """The keys of a recipe's bench section: `bench`'s parameters but `BENCH_EXCLUDED`."""
-    from edgeopt.bench.harness import bench
+    from edgeopt.bench.harness import benchmark
 
-    return tuple(n for n in inspect.signature(bench).parameters if n not in BENCH_EXCLUDED)
+    return tuple(n for n in inspect.signature(benchmark).parameters if n not in BENCH_EXCLUDED)
 
 
 def parse_export(export, path) -> dict:
@@ -70,7 +70,7 @@ def parse_export(export, path) -> dict:
 def parse_bench(bench, path, check_devices) -> dict:
     """The bench section with `bench`'s defaults filled in, checked as it checks them."""
     from edgeopt.bench.arguments import validate_bench_args
-    from edgeopt.bench.harness import bench as bench_function
+    from edgeopt.bench.harness import benchmark as bench_function
 
     bench = mapping(bench, path, "bench")
     keys = bench_keys()

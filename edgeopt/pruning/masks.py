@@ -24,8 +24,26 @@ def parse_granularity(granularity: str) -> tuple[int, int] | None:
     return n, m
 
 
+def _zeros_for(size: int, sparsity: float) -> int:
+    """How many weights to zero, counted as tfmot counts the ones it keeps.
+
+    tfmot keeps `max(round(size * (1 - sparsity)), 1)` weights (float32, half to even),
+    so a kernel is never pruned to all zeros: `Dense(1)` with 2 inputs at 0.8 keeps one
+    weight rather than becoming a dead layer.
+    """
+    if size <= 0:
+        return 0
+    kept = np.round(np.float32(size) * (np.float32(1.0) - np.float32(sparsity)))
+    return size - max(int(kept), 1)
+
+
 def _keep_mask(magnitudes: np.ndarray, zeros: int) -> np.ndarray:
-    """Mask that zeroes exactly the `zeros` smallest magnitudes."""
+    """Mask that zeroes exactly the `zeros` smallest magnitudes.
+
+    Deliberately unlike tfmot, which keeps every weight tied with its threshold (so a
+    kernel with many equal magnitudes ends up less sparse than asked): here exactly
+    `zeros` weights go, ties broken by position.
+    """
     mask = np.ones(magnitudes.size, dtype=bool)
     if zeros > 0:
         mask[np.argpartition(magnitudes.ravel(), zeros - 1)[:zeros]] = False
@@ -33,17 +51,24 @@ def _keep_mask(magnitudes: np.ndarray, zeros: int) -> np.ndarray:
 
 
 def layer_masks(weights: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
-    """Each layer pruned to `sparsity` by its own magnitudes."""
-    return [_keep_mask(np.abs(w), int(round(sparsity * w.size))) for w in weights]
+    """Each layer pruned to `sparsity` by its own magnitudes (at least one weight kept)."""
+    return [_keep_mask(np.abs(w), _zeros_for(w.size, sparsity)) for w in weights]
 
 
 def global_masks(weights: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
-    """One magnitude threshold across all layers: the smallest `sparsity` of all weights go."""
+    """One magnitude threshold across all layers: the smallest `sparsity` of all weights go.
+
+    A layer the threshold would empty keeps its largest-magnitude weight, so no layer
+    is left dead (the total then has one zero fewer per such layer).
+    """
     flat = np.concatenate([np.abs(w).ravel() for w in weights])
-    keep = _keep_mask(flat, int(round(sparsity * flat.size)))
+    keep = _keep_mask(flat, _zeros_for(flat.size, sparsity))
     masks, start = [], 0
     for w in weights:
-        masks.append(keep[start : start + w.size].reshape(w.shape))
+        mask = keep[start : start + w.size].reshape(w.shape).copy()
+        if w.size and not mask.any():
+            mask.flat[int(np.argmax(np.abs(w)))] = True
+        masks.append(mask)
         start += w.size
     return masks
 

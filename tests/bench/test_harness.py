@@ -12,7 +12,7 @@ import time
 import pytest
 
 from edgeopt.bench.checks import check_device
-from edgeopt.bench.harness import bench, measure_latency
+from edgeopt.bench.harness import benchmark, measure_latency
 from edgeopt.bench.profiles import profile_from_dict
 from edgeopt.errors import ConfigError, DeviceError, DeviceUnreachableError, InvalidModelError, RemoteCommandError
 
@@ -97,8 +97,8 @@ def test_a_failing_device_does_not_stop_the_others(tflite_models, ssh_profile, t
     good = ssh_profile()
     bad = profile_from_dict(dict(ssh_profile().to_dict(), name="broken", port=1), name="broken")
     lines = []
-    results = bench([tflite_models["int8"], tflite_models["float32"]], ["local", good, bad], progress=lines.append,
-                    **FAST)
+    results = benchmark([tflite_models["int8"], tflite_models["float32"]], ["local", good, bad], progress=lines.append,
+                        **FAST)
     by_device = {}
     for r in results:
         by_device.setdefault(r.device, []).append(r)
@@ -154,7 +154,7 @@ def test_real_adb_without_a_device(tflite_models, real_adb):
     checks = check_device(profile)
     assert [c.name for c in checks] == ["reachable"] and not checks[0].ok
     assert "No Android device is attached" in checks[0].detail and "USB debugging" in checks[0].hint
-    results = bench([tflite_models["int8"]], ["local", profile], **FAST)
+    results = benchmark([tflite_models["int8"]], ["local", profile], **FAST)
     assert results[0].ok and results[1].error_type == "DeviceUnreachableError"
     with pytest.raises(DeviceUnreachableError, match="not attached.*serial='NOPE123'"):
         measure_latency(tflite_models["int8"], profile_from_dict({"transport": "adb", "serial": "NOPE123"}, name="a"),
@@ -164,11 +164,11 @@ def test_real_adb_without_a_device(tflite_models, real_adb):
 def test_bad_models_and_profiles_fail_before_any_work(tmp_path, tflite_models):
     (tmp_path / "bad.tflite").write_bytes(b"garbage" * 10)
     with pytest.raises(InvalidModelError, match="no 'TFL3' identifier"):
-        bench([tmp_path / "bad.tflite"], ["local"])
+        benchmark([tmp_path / "bad.tflite"], ["local"])
     with pytest.raises(ConfigError, match="No such device profile"):
-        bench([tflite_models["int8"]], ["nope-device"])
+        benchmark([tflite_models["int8"]], ["nope-device"])
     with pytest.raises(ConfigError, match="listed twice"):
-        bench([tflite_models["int8"]], ["local", "local"])
+        benchmark([tflite_models["int8"]], ["local", "local"])
 
 
 def test_results_serialise(tflite_models):

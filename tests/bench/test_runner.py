@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ast
 import json
+import statistics
 import subprocess
 import sys
+
+import pytest
 
 from edgeopt.bench import runner
 from edgeopt.bench.session import RUNNER_PATH
@@ -28,11 +31,29 @@ def test_measures_until_runs_and_min_secs(tflite_models):
     code, data = run_runner("--model", tflite_models["int8"], "--runs", 30, "--warmup", 2, "--min-secs", 0.2,
                             "--threads", 1)
     assert code == 0 and data["runtime"] == "ai_edge_litert" and data["threads"] == 1
-    assert data["runs"] >= 30 and len(data["latencies_ms"]) == min(data["runs"], runner.MAX_LATENCIES_KEPT)
-    assert sum(data["latencies_ms"]) / 1000 >= 0.0  # every run timed
+    latencies = data["latencies_ms"]
+    assert data["runs"] >= 30 and len(latencies) == min(data["runs"], runner.MAX_LATENCIES_KEPT)
+    assert data["latencies_truncated"] is (data["runs"] > runner.MAX_LATENCIES_KEPT)
+    assert all(x > 0 for x in latencies)  # every run timed
+    # a tiny model does 30 runs in far less than --min-secs 0.2, so more runs were made, and
+    # the loop stopped soon after 0.2 s (the timed invoke() calls are part of that time)
+    assert data["runs"] > 30 and sum(latencies) / 1000 < 0.2 + 0.5
+    # statistics over every run bound the kept ones
+    assert data["min_ms"] <= min(latencies) + 1e-5 and data["max_ms"] >= max(latencies) - 1e-5
     assert data["min_ms"] <= data["p50_ms"] <= data["p90_ms"] <= data["p99_ms"] <= data["max_ms"]
     assert data["init_ms"] > 0 and data["first_inference_ms"] > 0 and data["peak_rss_mb"] > 10
     assert isinstance(data["drift"], bool) and data["cpu_model"]
+
+
+def test_exactly_runs_when_min_secs_is_zero(tflite_models):
+    code, data = run_runner("--model", tflite_models["int8"], "--runs", 30, "--warmup", 0, "--min-secs", 0)
+    latencies = data["latencies_ms"]
+    assert code == 0 and data["runs"] == 30 and len(latencies) == 30 and data["warmup_runs"] == 0
+    # the statistics are those of the reported runs (rounded to 5 decimals in the JSON)
+    assert data["min_ms"] == pytest.approx(min(latencies), abs=1e-5)
+    assert data["max_ms"] == pytest.approx(max(latencies), abs=1e-5)
+    assert data["mean_ms"] == pytest.approx(statistics.fmean(latencies), abs=1e-5)
+    assert data["p50_ms"] == pytest.approx(statistics.median(latencies), abs=1e-5)
 
 
 def test_runs_bound_by_max_secs(tflite_models):

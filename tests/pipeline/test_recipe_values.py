@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from edgeopt import ConfigError
 from edgeopt.bench.arguments import validate_bench_args
-from edgeopt.bench.harness import bench, measure_latency
+from edgeopt.bench.harness import benchmark as bench, measure_latency
 from edgeopt.cli import cli
 from edgeopt.convert.arguments import validate_export_args
 from edgeopt.convert.exporter import export_tflite

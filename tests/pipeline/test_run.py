@@ -3,7 +3,9 @@ failure isolation, interruption; the architecture-only recipes run export + benc
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,12 +37,22 @@ bench: {devices: [local], runs: 5, warmup: 1, min_secs: 0.0}
 
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
+    """One run of SMALL, shared by the module: read it, never change it (see `own_run`)."""
     root = tmp_path_factory.mktemp("run")
     recipe = root / "small.yaml"
     recipe.write_text(SMALL)
     lines = []
     result = run_recipe(recipe, out_dir=root / "out", progress=lines.append)
     return result, recipe, lines
+
+
+@pytest.fixture
+def own_run(small_run, tmp_path):
+    """A private copy of the shared run, for a test that resumes, re-runs or edits it."""
+    result, recipe, lines = small_run
+    run_dir = tmp_path / "out"
+    shutil.copytree(result.run_dir, run_dir)
+    return dataclasses.replace(result, run_dir=run_dir), recipe, lines
 
 
 def test_manifest_report_and_plot(small_run):
@@ -71,8 +83,8 @@ def test_manifest_report_and_plot(small_run):
     assert any("[train] done" in line for line in lines) and any("epoch 2/2" in line for line in lines)
 
 
-def test_resume_skips_everything_unchanged(small_run):
-    result, recipe, _ = small_run
+def test_resume_skips_everything_unchanged(own_run):
+    result, recipe, _ = own_run
     before = json.loads((result.run_dir / "manifest.json").read_text())["stages"]
     again = run_recipe(recipe, resume=result.run_dir)
     after = json.loads((result.run_dir / "manifest.json").read_text())["stages"]
@@ -83,8 +95,8 @@ def test_resume_skips_everything_unchanged(small_run):
     assert again.failed == ["variant:broken"]  # a failed stage is retried, and fails again
 
 
-def test_changed_settings_rerun_only_what_depends_on_them(small_run, tmp_path):
-    result, recipe, _ = small_run
+def test_changed_settings_rerun_only_what_depends_on_them(own_run, tmp_path):
+    result, recipe, _ = own_run
     changed = tmp_path / "small.yaml"
     changed.write_text(recipe.read_text().replace("runs: 5,", "runs: 6,"))
     again = run_recipe(changed, resume=result.run_dir, variants=["baseline"])
@@ -122,8 +134,8 @@ def test_architecture_only_recipes_export_and_bench(tmp_path, name):
     assert int8["compression"] > 2
 
 
-def test_cli_run_report_compare(small_run, tmp_path):
-    result, recipe, _ = small_run
+def test_cli_run_report_compare(own_run, tmp_path):
+    result, recipe, _ = own_run
     out = CliRunner().invoke(cli, ["run", str(recipe), "--resume", str(result.run_dir), "--variants", "baseline",
                                    "--json", "-q"])
     assert out.exit_code == 0, out.output

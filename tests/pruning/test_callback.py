@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 import edgeopt
 from edgeopt import ConfigError, ConstantSparsity, KeepSparsity, PolynomialDecay, Pruning, sparsity_report
+from edgeopt._keras import import_tfmot, keras_module
 from edgeopt.convert.inspect import constant_tensors
 from edgeopt.models import digits_cnn
 
@@ -106,6 +108,23 @@ class PruningContract:
             self.fit(fresh(self.flavour), digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 100000), frequency=5)],
                      epochs=1)
 
+    def test_final_sparsity_is_reached_when_end_step_is_off_the_frequency_grid(self, digits):
+        model = fresh(self.flavour)  # 29 steps is not a multiple of 10: the last update is at 29 itself
+        self.fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 29), frequency=10)], epochs=2)
+        for layer in sparsity_report(model).layers:
+            assert layer.zeros == round(0.8 * layer.params), layer  # exactly 0.8, not s(20) = 0.776
+
+    def test_a_kernel_is_never_pruned_to_all_zeros(self):
+        k = keras_module(self.flavour)
+        k.utils.set_random_seed(0)
+        model = k.Sequential([k.Input((2,)), k.layers.Dense(1, name="out")])
+        model.compile(optimizer="sgd", loss="mse")
+        x = np.random.default_rng(0).standard_normal((32, 2)).astype("float32")
+        for scope in ("layer", "global"):
+            model.fit(x, x.sum(axis=1), epochs=1, batch_size=8, verbose=0,
+                      callbacks=[Pruning(ConstantSparsity(0.8), frequency=1, scope=scope)])
+            assert np.count_nonzero(model.get_layer("out").get_weights()[0]) == 1, scope  # as tfmot: one kept
+
     def test_no_layer_matched_names_the_patterns(self, digits):
         model = fresh(self.flavour)
         with pytest.raises(ConfigError, match=r"Patterns that matched nothing: \['encoder\*'\]"):
@@ -134,6 +153,51 @@ def test_bad_arguments_fail_at_construction(kwargs, message):
     schedule = kwargs.pop("schedule")
     with pytest.raises(ConfigError, match=message):
         Pruning(schedule, **kwargs)
+
+
+def test_tfmot_keeps_the_same_number_of_weights(digits):
+    """tfmot as the oracle for the count kept: round(size * (1 - s)), at least one."""
+    tfmot = import_tfmot()
+    k = keras_module("tf_keras")
+    rng = np.random.default_rng(0)
+    for inputs, units, sparsity in [(2, 1, 0.8), (1, 1, 0.5), (3, 1, 0.9), (4, 2, 0.99), (5, 3, 0.5), (10, 1, 0.3)]:
+        x = rng.standard_normal((16, inputs)).astype("float32")
+        ours = k.Sequential([k.Input((inputs,)), k.layers.Dense(units, name="out")])
+        ours.compile(optimizer="sgd", loss="mse")
+        ours.fit(x, x[:, :units], epochs=1, batch_size=8, verbose=0,
+                 callbacks=[Pruning(ConstantSparsity(sparsity), frequency=1)])
+        schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+        theirs = tfmot.sparsity.keras.prune_low_magnitude(
+            k.Sequential([k.Input((inputs,)), k.layers.Dense(units, name="out")]), pruning_schedule=schedule)
+        theirs.compile(optimizer="sgd", loss="mse")
+        theirs.fit(x, x[:, :units], epochs=1, batch_size=8, verbose=0,
+                   callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
+        stripped = tfmot.sparsity.keras.strip_pruning(theirs)
+        expected = np.count_nonzero(stripped.layers[-1].get_weights()[0])
+        assert np.count_nonzero(ours.get_layer("out").get_weights()[0]) == expected, (inputs, units, sparsity)
+
+
+@pytest.mark.parametrize("callback", [
+    Pruning(PolynomialDecay(0.1, 0.9, 5, 50, power=2), frequency=7, granularity="2:4", scope="global",
+            layer_types=["Dense"], include=["dense*"], exclude=["logits"], min_params=10, verbose=1),
+    Pruning(ConstantSparsity(0.5)),
+    KeepSparsity(exclude=["conv1"]),
+])
+def test_config_round_trip(callback):
+    config = callback.get_config()
+    assert json.loads(json.dumps(config)) == config  # plain data, as recipes and Keras configs hold
+    again = type(callback).from_config(config)
+    assert type(again) is type(callback) and again.get_config() == config
+    assert again.schedule == callback.schedule and again.frequency == callback.frequency
+    assert Pruning.from_config(config).get_config() == config
+
+
+def test_numpy_integers_are_integers_and_booleans_are_not():
+    callback = Pruning(ConstantSparsity(np.float32(0.5)), frequency=np.int64(5), min_params=np.int32(3))
+    assert callback.get_config()["frequency"] == 5 and type(callback.get_config()["frequency"]) is int
+    for bad in (True, np.bool_(True), 2.0, np.float64(5)):
+        with pytest.raises(ConfigError, match="frequency must be a positive integer"):
+            Pruning(ConstantSparsity(0.5), frequency=bad)
 
 
 def test_the_callback_does_not_wrap_or_recompile(digits):
