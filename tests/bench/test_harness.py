@@ -202,7 +202,7 @@ def odd_device(tmp_path, name, body, **fields):
 def test_odd_runner_output_is_one_error_row_and_other_devices_are_kept(kind, tflite_models, tmp_path):
     body, message = ODD_OUTPUTS[kind]
     odd = odd_device(tmp_path, "odd", body)
-    results = bench([tflite_models["int8"]], ["local", odd], **FAST)
+    results = benchmark([tflite_models["int8"]], ["local", odd], **FAST)
     assert [(r.device, r.status) for r in results] == [("local", "ok"), ("odd", "error")]
     assert results[0].p50_ms > 0
     assert results[1].error_type == "RemoteCommandError"
@@ -211,7 +211,7 @@ def test_odd_runner_output_is_one_error_row_and_other_devices_are_kept(kind, tfl
 
 def test_runner_output_cannot_set_the_harness_fields(tflite_models, tmp_path):
     spoof = odd_device(tmp_path, "spoof", 'echo \'{"device": "x", "status": "error", "model": "y", "mean_ms": 2.0}\'')
-    (result,) = bench([tflite_models["int8"]], [spoof], **FAST)
+    (result,) = benchmark([tflite_models["int8"]], [spoof], **FAST)
     assert (result.device, result.model, result.status, result.mean_ms) == ("spoof", str(tflite_models["int8"]),
                                                                          "ok", 2.0)
 
@@ -223,7 +223,7 @@ def test_odd_benchmark_model_output_is_an_error_row(tflite_models, adb_standin, 
                       "echo 'INFO: Inference timings in us: Init: 1, First inference: 1, Warmup (avg): 1, "
                       "Inference (avg): 1e999'\n")
     binary.chmod(0o755)
-    results = bench([tflite_models["int8"]], ["local", adb_standin(benchmark_model=str(binary))], **FAST)
+    results = benchmark([tflite_models["int8"]], ["local", adb_standin(benchmark_model=str(binary))], **FAST)
     assert [r.status for r in results] == ["ok", "error"]
     assert results[1].error_type == "RemoteCommandError" and "printed no timings" in results[1].error
 
