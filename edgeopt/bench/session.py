@@ -90,7 +90,8 @@ class DeviceSession:
                 raise DeviceError(
                     f"The device workdir is not private to the device user. Received: workdir={shown!r} "
                     f"({exc.stderr_tail.removeprefix('edgeopt: ')}).",
-                    hint="Another user could swap the runner there; set `workdir:` to a directory only you can write (or leave it unset).",
+                    hint="Another user could swap the runner there; set `workdir:` to a directory only you can "
+                         "write (or leave it unset).",
                     device=self.device) from None
             raise DeviceError(
                 f"The device workdir is not writable. Received: workdir={shown!r} ({exc.stderr_tail or exc}).",
