@@ -62,15 +62,22 @@ class MissingDependencyError(EdgeoptError, ImportError):
 class DeviceError(EdgeoptError):
     """A benchmark device could not be used.
 
+    The text reads `[device] message hint`; `message` and `hint` are also kept as
+    fields, so a caller that shows them apart (`edgeopt devices check`) never
+    re-parses the text.
+
     Args:
-        message: what went wrong, with a hint on how to fix it.
+        message: what went wrong and what was received.
         device: name of the device profile involved. Defaults to `None`.
+        hint: how to fix it, one sentence. Defaults to `None`.
     """
 
-    def __init__(self, message: str, *, device: str | None = None):
+    def __init__(self, message: str, *, device: str | None = None, hint: str | None = None):
         self.device = device
+        self.message = message
+        self.hint = hint
         prefix = f"[{device}] " if device else ""
-        super().__init__(prefix + message)
+        super().__init__(prefix + message + (f" {hint}" if hint else ""))
 
 
 class DeviceUnreachableError(DeviceError):
@@ -81,8 +88,9 @@ class RemoteCommandError(DeviceError):
     """A command on the device exited non-zero or printed something unreadable.
 
     Args:
-        message: what went wrong, with a hint on how to fix it.
+        message: what went wrong and what was received.
         device: name of the device profile. Defaults to `None`.
+        hint: how to fix it, one sentence. Defaults to `None`.
         command: the argv that ran. Defaults to `None`.
         exit_code: its exit status. Defaults to `None`.
         stderr_tail: the last lines it printed on stderr. Defaults to `""`.
@@ -93,6 +101,7 @@ class RemoteCommandError(DeviceError):
         message: str,
         *,
         device: str | None = None,
+        hint: str | None = None,
         command: list[str] | None = None,
         exit_code: int | None = None,
         stderr_tail: str = "",
@@ -100,4 +109,4 @@ class RemoteCommandError(DeviceError):
         self.command = command
         self.exit_code = exit_code
         self.stderr_tail = stderr_tail
-        super().__init__(message, device=device)
+        super().__init__(message, device=device, hint=hint)

@@ -40,13 +40,13 @@ def _run_checks(session: DeviceSession, profile: DeviceProfile, checks: list[Che
         session.transport.run(["true"], timeout_s=profile.connect_timeout_s + 20)
         checks.append(Check("reachable", True, f"{profile.transport} to {_where(profile)}"))
     except DeviceError as exc:
-        checks.append(Check("reachable", False, _short(exc), _hint(exc)))
+        checks.append(Check("reachable", False, exc.message, exc.hint))
         return
     try:
         workdir = session.prepare()
         checks.append(Check("workdir writable", True, workdir))
     except DeviceError as exc:
-        checks.append(Check("workdir writable", False, _short(exc), _hint(exc)))
+        checks.append(Check("workdir writable", False, exc.message, exc.hint))
         return
     try:
         checks.append(_runtime_check(session, profile))
@@ -62,7 +62,7 @@ def _run_checks(session: DeviceSession, profile: DeviceProfile, checks: list[Che
         checks.append(Check("temperature", temp is None or temp < 70, "not exposed" if temp is None else f"{temp:.1f} °C",
                             None if temp is None or temp < 70 else "Let the device cool down or add a heatsink/fan."))
     except DeviceError as exc:
-        checks.append(Check("device", False, _short(exc), _hint(exc)))
+        checks.append(Check("device", False, exc.message, exc.hint))
 
 
 def _runtime_check(session: DeviceSession, profile: DeviceProfile) -> Check:
@@ -90,13 +90,3 @@ def _where(profile: DeviceProfile) -> str:
     if profile.serial:
         return profile.serial
     return "this machine" if str(profile.transport) == "local" else "the attached device"
-
-
-def _short(exc: DeviceError) -> str:
-    return str(exc).split(". Received:")[0].removeprefix(f"[{exc.device}] ")
-
-
-def _hint(exc: DeviceError) -> str | None:
-    text = str(exc)
-    marker = text.rfind(". ")
-    return text[marker + 2 :] if marker > 0 else None

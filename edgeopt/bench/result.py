@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
+import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
+
+from edgeopt._files import atomic_write_json, atomic_write_text
 
 # Set by the harness, never taken from what a device printed.
 _HARNESS_FIELDS = frozenset({"device", "model", "status", "error", "error_type", "model_sha256", "transport",
@@ -165,3 +170,18 @@ _SCHEMA = _schema()
 
 
 CSV_FIELDS = [f.name for f in dataclasses.fields(LatencyResult) if f.name != "latencies_ms"] + ["delegation"]
+
+
+def write_csv(results: Iterable[LatencyResult], path: str | os.PathLike) -> None:
+    """Writes one row per result (every field but the per-run latencies) to `path`,
+    atomically: a failure leaves no half-written file."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(r.to_dict(with_latencies=False) for r in results)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_json(results: Iterable[LatencyResult], path: str | os.PathLike) -> None:
+    """Writes the results, per-run latencies included, as a JSON list to `path`, atomically."""
+    atomic_write_json(path, [r.to_dict() for r in results])

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 
@@ -54,7 +55,7 @@ def load_runtime(preference="auto"):
 def cpu_model(cpuinfo=None):
     """'model name' on x86/ARM Linux, the board's 'Model' on a Pi, 'Hardware' on Android."""
     found = {}
-    text = _read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    text = _read(CPUINFO_FILE) if cpuinfo is None else cpuinfo
     for line in (text or "").splitlines():
         key, _, value = line.partition(":")
         if value.strip():
@@ -67,25 +68,50 @@ def cpu_model(cpuinfo=None):
     return platform.processor() or platform.machine() or None
 
 
-def thermal_c():
-    raw = _read("/sys/class/thermal/thermal_zone0/temp")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
+# Where Linux (and Android) expose the facts a result records. `DeviceSession` reads the
+# same files with `cat` on devices without Python (benchmark_model) and parses them with
+# `parse_facts`, so both runners report the same facts the same way.
+CPUINFO_FILE = "/proc/cpuinfo"
+FACT_FILES = (
+    ("governor", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+    ("cpu_freq", "/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq"),
+    ("temperature", "/sys/class/thermal/thermal_zone0/temp"),
+)
+_INT = re.compile(r"[0-9]{1,12}")
+_DECIMAL = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
+
+
+def parse_temperature(raw):
+    """°C from a thermal zone's text (millidegrees, or degrees on some boards), else None."""
+    raw = (raw or "").strip()
+    if not _DECIMAL.fullmatch(raw):
         return None
-    return round(value / 1000.0 if value > 1000 else value, 1)
+    value = float(raw)
+    return round(value / 1000.0 if abs(value) > 1000 else value, 1)
+
+
+def parse_facts(cpu_model_text, machine, governor, cpu_freq, temperature):
+    """The facts a result records, from the raw texts of `FACT_FILES` (None or "" when absent)."""
+    cpu_freq = (cpu_freq or "").strip()
+    return {
+        "cpu_model": cpu_model_text[:200] if cpu_model_text else None,
+        "machine": (machine or "").strip()[:40] or None,
+        "governor": (governor or "").strip()[:40] or None,
+        "cpu_freq_khz": int(cpu_freq) if _INT.fullmatch(cpu_freq) else None,
+        "temperature_c": parse_temperature(temperature),
+    }
+
+
+def thermal_c():
+    return parse_temperature(_read(dict(FACT_FILES)["temperature"]))
 
 
 def device_facts():
-    freq = _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
-    return {
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        "cpu_freq_khz": int(freq) if freq and freq.isdigit() else None,
-        "temperature_c": thermal_c(),
-    }
+    files = dict(FACT_FILES)
+    facts = parse_facts(cpu_model(), platform.machine(), _read(files["governor"]), _read(files["cpu_freq"]),
+                        _read(files["temperature"]))
+    facts["cpu_count"] = os.cpu_count()
+    return facts
 
 
 def peak_rss_mb():

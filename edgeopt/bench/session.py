@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import threading
 import time
@@ -90,17 +89,18 @@ class DeviceSession:
             if exc.exit_code == 3:
                 raise DeviceError(
                     f"The device workdir is not private to the device user. Received: workdir={shown!r} "
-                    f"({exc.stderr_tail.removeprefix('edgeopt: ')}). Another user could swap the runner there; "
-                    "set `workdir:` to a directory only you can write (or leave it unset).",
+                    f"({exc.stderr_tail.removeprefix('edgeopt: ')}).",
+                    hint="Another user could swap the runner there; set `workdir:` to a directory only you can "
+                         "write (or leave it unset).",
                     device=self.device) from None
             raise DeviceError(
-                f"The device workdir is not writable. Received: workdir={shown!r} ({exc.stderr_tail or exc}). "
-                "Set `workdir:` in the profile to a directory you can write (or leave it unset).",
+                f"The device workdir is not writable. Received: workdir={shown!r} ({exc.stderr_tail or exc}).",
+                hint="Set `workdir:` in the profile to a directory you can write (or leave it unset).",
                 device=self.device) from None
         lines = completed.stdout.strip().splitlines()
         if not lines or not lines[-1].startswith("/"):
-            raise DeviceError(f"The device did not report its workdir. Received: {completed.stdout[-200:]!r}. "
-                              "Check that the device user's shell is a POSIX sh.", device=self.device)
+            raise DeviceError(f"The device did not report its workdir. Received: {completed.stdout[-200:]!r}.",
+                              hint="Check that the device user's shell is a POSIX sh.", device=self.device)
         self.workdir = lines[-1]
         return self.workdir
 
@@ -145,8 +145,8 @@ class DeviceSession:
         completed = self.transport.run([HomePath(self.profile.remote_python), runner, "--probe"], check=False)
         facts = self._runner_json(completed, allow_codes=(0, runner_script.EXIT_RUNTIME_MISSING))
         if facts.get("error") != "runtime_missing" and not isinstance(facts.get("runtime"), str):
-            raise RemoteCommandError(f"The runner's probe names no runtime. Received: {str(facts)[:200]!r}. "
-                                     "Check that the profile's `python` runs edgeopt's runner unchanged.",
+            raise RemoteCommandError(f"The runner's probe names no runtime. Received: {str(facts)[:200]!r}.",
+                                     hint="Check that the profile's `python` runs edgeopt's runner unchanged.",
                                      device=self.device, command=completed.argv, exit_code=completed.returncode)
         return {k: (v[:200] if isinstance(v, str) else v) for k, v in facts.items()}
 
@@ -166,8 +166,8 @@ class DeviceSession:
                 transport=str(self.profile.transport), seconds=round(time.perf_counter() - started, 3))
         except ValueError as exc:  # odd output: strings for numbers, NaN, no latency at all
             raise RemoteCommandError(
-                f"The {self.profile.runner} runner's output is not a valid result: {exc}. "
-                "Check that the device runs an unmodified runner/binary; run it by hand to see its output.",
+                f"The {self.profile.runner} runner's output is not a valid result: {exc}.",
+                hint="Check that the device runs an unmodified runner/binary; run it by hand to see its output.",
                 device=self.device) from None
 
     def _python_runner(self, remote_model, threads, runs, warmup, min_secs, max_secs) -> dict:
@@ -184,22 +184,21 @@ class DeviceSession:
         if not isinstance(data, dict):
             if completed.returncode == 127 or "not found" in completed.stderr or "No such file" in completed.stderr:
                 raise DeviceError(f"The device has no Python at the profile's path. Received: python="
-                                  f"{self.profile.remote_python!r} ({completed.tail(1)}). {_INSTALL_HINT}",
+                                  f"{self.profile.remote_python!r} ({completed.tail(1)}).", hint=_INSTALL_HINT,
                                   device=self.device)
             raise RemoteCommandError(
                 f"The runner printed no valid JSON (exit code {completed.returncode}). "
-                f"Received: {(completed.stdout.strip() or completed.stderr.strip())[-200:]!r}. "
-                "Check that the profile's `python` is a Python 3 interpreter.",
+                f"Received: {(completed.stdout.strip() or completed.stderr.strip())[-200:]!r}.",
+                hint="Check that the profile's `python` is a Python 3 interpreter.",
                 device=self.device, command=completed.argv, exit_code=completed.returncode,
                 stderr_tail=completed.tail())
         if data.get("error") == "runtime_missing" and completed.returncode not in allow_codes:
-            raise DeviceError(f"No LiteRT runtime on the device. Received: {str(data.get('message'))[:300]}. "
-                              f"{_INSTALL_HINT}",
-                              device=self.device)
+            raise DeviceError(f"No LiteRT runtime on the device. Received: {str(data.get('message'))[:300]}.",
+                              hint=_INSTALL_HINT, device=self.device)
         if data.get("error") == "model_refused":
             raise RemoteCommandError(
-                f"The runtime on the device refused the model. Received: {str(data.get('message', ''))[:300]}. "
-                "Check the model's ops are supported by that runtime version (edgeopt inspect lists them).",
+                f"The runtime on the device refused the model. Received: {str(data.get('message', ''))[:300]}.",
+                hint="Check the model's ops are supported by that runtime version (edgeopt inspect lists them).",
                 device=self.device, command=completed.argv, exit_code=completed.returncode)
         if completed.returncode not in allow_codes:
             raise RemoteCommandError(
@@ -228,15 +227,15 @@ class DeviceSession:
         text = completed.stdout + "\n" + completed.stderr
         if completed.returncode != 0:
             raise RemoteCommandError(
-                f"benchmark_model failed with exit code {completed.returncode}. Received: {completed.tail()}. "
-                "Check the binary matches the device (arm64 vs armv7) and supports the model's ops.",
+                f"benchmark_model failed with exit code {completed.returncode}. Received: {completed.tail()}.",
+                hint="Check the binary matches the device (arm64 vs armv7) and supports the model's ops.",
                 device=self.device, command=argv, exit_code=completed.returncode, stderr_tail=completed.tail())
         try:
             fields = parse_benchmark_output(text)
         except BenchmarkOutputError:
             raise RemoteCommandError(
-                f"benchmark_model printed no timings. Received: {text.strip()[-200:]!r}. "
-                "Run it by hand on the device with --graph to see why.",
+                f"benchmark_model printed no timings. Received: {text.strip()[-200:]!r}.",
+                hint="Run it by hand on the device with --graph to see why.",
                 device=self.device, command=argv, exit_code=completed.returncode) from None
         fields.setdefault("threads", threads)
         fields.update(runner="benchmark_model", runtime="benchmark_model")
@@ -244,23 +243,19 @@ class DeviceSession:
         return fields
 
     def device_facts(self) -> dict:
-        """CPU model, governor, frequency and temperature from the device's /proc and /sys."""
-        script = ('cat /proc/cpuinfo 2>/dev/null; echo "@@"; '
-                  'cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null; echo "@@"; '
-                  'cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq 2>/dev/null; echo "@@"; '
-                  'cat /sys/class/thermal/thermal_zone0/temp 2>/dev/null; echo "@@"; uname -m')
+        """CPU model, governor, frequency and temperature from the device's /proc and /sys.
+
+        Read with `cat` (a benchmark_model device may have no Python), parsed by the
+        runner's own `parse_facts`, so both runners report the same facts.
+        """
+        files = [runner_script.CPUINFO_FILE, *(path for _, path in runner_script.FACT_FILES)]
+        script = "".join(f'cat {path} 2>/dev/null; echo "@@"; ' for path in files) + "uname -m"
         completed = self.transport.run(["sh", "-c", script], check=False, timeout_s=30)
-        parts = (completed.stdout.split("@@") + [""] * 5)[:5]
-        cpuinfo, governor, freq, temp, machine = (p.strip() for p in parts)
-        temperature = float(temp) / (1000.0 if abs(float(temp)) > 1000 else 1.0) if _DECIMAL.fullmatch(temp) else None
-        model = runner_script.cpu_model(cpuinfo[:1 << 16]) if cpuinfo else None
-        return {"cpu_model": model[:200] if model else None, "governor": governor[:40] or None,
-                "cpu_freq_khz": int(freq) if _INT.fullmatch(freq) and freq[0] != "-" else None,
-                "temperature_after_c": temperature, "machine": machine[:40] or None}
-
-
-_INT = re.compile(r"-?[0-9]{1,12}")
-_DECIMAL = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
+        cpuinfo, governor, freq, temp, machine = (completed.stdout.split("@@") + [""] * 5)[:5]
+        model = runner_script.cpu_model(cpuinfo.strip()[:1 << 16]) if cpuinfo.strip() else None
+        facts = runner_script.parse_facts(model, machine, governor, freq, temp)
+        facts["temperature_after_c"] = facts.pop("temperature_c")
+        return facts
 
 
 def parse_runner_json(stdout: str) -> dict | None:

@@ -13,11 +13,11 @@ class _Group(click.Group):
     what TensorFlow's native code prints unless `--verbose`."""
 
     def invoke(self, ctx: click.Context):
-        from edgeopt import _quiet
+        from edgeopt._quiet import hide_native_output, set_verbose
 
-        _quiet.set_verbose(bool(ctx.params.get("verbose")))  # before any command imports TensorFlow
+        set_verbose(bool(ctx.params.get("verbose")))  # before any command imports TensorFlow
         try:
-            with _quiet.hide_native_output() as hidden:
+            with hide_native_output() as hidden:
                 try:
                     return super().invoke(ctx)
                 except EdgeoptError as exc:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 
 import click
 
+from edgeopt.cli._options import device_option, json_option, quiet_option
 from edgeopt.cli._output import echo_json, progress_printer, table
+from edgeopt.errors import ConfigError
 
 
 class _Interrupted(click.ClickException):
@@ -18,8 +18,6 @@ class _Interrupted(click.ClickException):
 
 def _check_output_file(path: str | None, flag: str) -> None:
     """Fails before any measurement when `path` cannot be written as a file."""
-    from edgeopt.errors import ConfigError
-
     if path is None:
         return
     target = Path(path)
@@ -43,8 +41,8 @@ def _fmt(x, digits=3):
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@click.option("-d", "--device", "devices", multiple=True, default=["local"], show_default=True,
-              help="Device profile name or .yaml path; repeat for several (run in parallel).")
+@device_option("Device profile name or .yaml path; repeat for several (run in parallel).", default=["local"],
+               show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: profile, else runtime).")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="At least this many timed runs.")
 @click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
@@ -52,10 +50,10 @@ def _fmt(x, digits=3):
               help="Keep running until this many seconds have passed too.")
 @click.option("--max-secs", type=click.FloatRange(min=0.1), default=150.0, show_default=True)
 @click.option("--keep", is_flag=True, help="Leave pushed files on the device.")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@json_option("results")
 @click.option("--csv", "csv_path", type=click.Path(), help="Also write results as CSV.")
 @click.option("--out", "out_path", type=click.Path(), help="Also write results (with per-run latencies) as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@quiet_option
 def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_json, csv_path, out_path, quiet):
     """Measure MODELS (.tflite) on each --device; exit 1 if any job failed.
 
@@ -64,9 +62,8 @@ def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_j
         edgeopt bench out/model.float32.tflite out/model.int8.tflite \\
             --device local --device rpi4 --threads 4 --runs 100 --out results.json
     """
-    from edgeopt._files import atomic_write_json, atomic_write_text
     from edgeopt.bench.harness import benchmark
-    from edgeopt.bench.result import CSV_FIELDS
+    from edgeopt.bench.result import write_csv, write_json
 
     _check_output_file(out_path, "--out")
     _check_output_file(csv_path, "--csv")
@@ -77,13 +74,9 @@ def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_j
         raise _Interrupted("Interrupted: the runs on every device were stopped and no results were written. "
                            "Received: Ctrl-C (SIGINT). Run the command again to measure.") from None
     if out_path:
-        atomic_write_json(out_path, [r.to_dict() for r in results])
+        write_json(results, out_path)
     if csv_path:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(r.to_dict(with_latencies=False) for r in results)
-        atomic_write_text(csv_path, buffer.getvalue())
+        write_csv(results, csv_path)
     if as_json:
         echo_json([r.to_dict(with_latencies=False) for r in results])
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from edgeopt.cli._options import json_option
 from edgeopt.cli._output import echo_json, table
 
 
@@ -19,7 +20,7 @@ def devices():
 
 
 @devices.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print profiles as JSON.")
+@json_option("profiles")
 def list_cmd(as_json):
     """List the device profiles found (./devices, $EDGEOPT_DEVICES, edgeopt's own).
 
@@ -39,7 +40,7 @@ def list_cmd(as_json):
 
 @devices.command("check")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@json_option("the checks")
 def check_cmd(name, as_json):
     """Check device NAME: reachable, workdir writable, runtime and version, CPU, governor, temperature.
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
+from edgeopt.cli._options import json_option
 from edgeopt.cli._output import echo_json, fmt_bytes, shorten, table
 
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@json_option("everything")
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
               help="How many of the largest parameter tensors to list.")
 def inspect(model, as_json, top):

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import click
 
-from edgeopt.cli._options import unsafe_option
-from edgeopt.cli._output import echo_json, progress_printer
+from edgeopt.cli._options import device_option, json_option, quiet_option, unsafe_option
+from edgeopt.cli._output import echo_json, progress_printer, table
 
 
 @click.command()
 @click.argument("recipe", type=click.Path())
 @click.option("--out", "out_dir", type=click.Path(), help="Run directory (default: runs/<recipe>-<timestamp>).")
 @click.option("--resume", type=click.Path(), help="Resume this run directory: unchanged stages are skipped.")
-@click.option("-d", "--device", "devices", multiple=True, help="Device profile; replaces the recipe's devices.")
+@device_option("Device profile; replaces the recipe's devices.")
 @click.option("--variants", help="Comma-separated variant names to run (default: all).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@quiet_option
 @unsafe_option
-@click.option("--json", "as_json", is_flag=True, help="Print the report rows as JSON.")
+@json_option("the report rows")
 def run(recipe, out_dir, resume, devices, variants, quiet, unsafe, as_json):
     """Train, compress, export, benchmark and report as RECIPE says.
 
@@ -59,16 +59,16 @@ def report(run_dir):
     Example:
         edgeopt report runs/digits
     """
-    from edgeopt.pipeline.compare import _check
+    from edgeopt.pipeline.compare import checked_run_dir
     from edgeopt.pipeline.report import markdown_table, write_report
 
-    click.echo(markdown_table(write_report(_check(run_dir))))
+    click.echo(markdown_table(write_report(checked_run_dir(run_dir))))
 
 
 @click.command()
 @click.argument("run_a", type=click.Path())
 @click.argument("run_b", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@json_option("the differences")
 def compare(run_a, run_b, as_json):
     """Print the differences between two runs (accuracy, size, latency per row).
 
@@ -76,7 +76,6 @@ def compare(run_a, run_b, as_json):
     Example:
         edgeopt compare runs/digits-monday runs/digits-tuesday
     """
-    from edgeopt.cli._output import table
     from edgeopt.pipeline.compare import compare_runs
 
     diffs = compare_runs(run_a, run_b)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from edgeopt.distill.api import DistillerTraining
 from edgeopt.distill.losses import soft_target_loss
-from edgeopt.errors import ConfigError
 
 
 class SoftTargets(keras.distillation.LogitsDistillation):
@@ -31,8 +31,10 @@ class SoftTargets(keras.distillation.LogitsDistillation):
         return dict(super().get_config(), teacher_probs=self.teacher_probs, student_probs=self.student_probs)
 
 
-class Keras3Distiller(keras.distillation.Distiller):
+class Keras3Distiller(DistillerTraining, keras.distillation.Distiller):
     """A Keras 3 `Distiller` with edgeopt's defaults; `distiller.student` is the result."""
+
+    _flavour_losses = keras.losses
 
     def __init__(self, student, teacher, *, temperature, alpha, teacher_probs, student_probs, features=(), **kwargs):
         losses = [SoftTargets(temperature, teacher_probs, student_probs)]
@@ -45,12 +47,7 @@ class Keras3Distiller(keras.distillation.Distiller):
         self.student_probs = student_probs
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        if loss is None:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not self.student_probs)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+        super().compile(optimizer=optimizer, loss=self._hard_loss(loss), metrics=metrics, **kwargs)
 
-    def fit(self, *args, **kwargs):
-        if not getattr(self, "compiled", False):
-            raise ConfigError("The Distiller must be compiled before fit. Received: fit() on an uncompiled "
-                              "Distiller. Call distiller.compile(optimizer='adam', metrics=['accuracy']) first.")
-        return super().fit(*args, **kwargs)
+    def _is_ready_to_fit(self) -> bool:
+        return bool(getattr(self, "compiled", False))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
+from edgeopt.distill.api import DistillerTraining
 from edgeopt.distill.losses import soft_target_loss
-from edgeopt.errors import ConfigError
 
 
-class TfKerasDistiller(tf_keras.Model):
+class TfKerasDistiller(DistillerTraining, tf_keras.Model):
     """Trains `student` on `alpha * hard + (1 - alpha) * T² * KL(teacher || student)`."""
+
+    _flavour_losses = tf_keras.losses
 
     def __init__(self, student, teacher, *, temperature, alpha, teacher_probs, student_probs, **kwargs):
         super().__init__(name="distiller", **kwargs)
@@ -29,10 +31,8 @@ class TfKerasDistiller(tf_keras.Model):
         self.distillation_loss_tracker = tf_keras.metrics.Mean(name="distillation_loss")
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
-        if loss is None:
-            loss = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not self.student_probs)
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
-        loss = tf_keras.losses.get(loss)
+        loss = tf_keras.losses.get(self._hard_loss(loss))
         if isinstance(loss, tf_keras.losses.Loss):  # per-example values, averaged below
             loss = loss.__class__.from_config(dict(loss.get_config(), reduction="none"))
         self.hard_loss = loss
@@ -85,8 +85,5 @@ class TfKerasDistiller(tf_keras.Model):
                                              self.distillation_loss_tracker.result())
         return result
 
-    def fit(self, *args, **kwargs):
-        if self.optimizer is None or not getattr(self, "_is_compiled", False):
-            raise ConfigError("The Distiller must be compiled before fit. Received: fit() on an uncompiled "
-                              "Distiller. Call distiller.compile(optimizer='adam', metrics=['accuracy']) first.")
-        return super().fit(*args, **kwargs)
+    def _is_ready_to_fit(self) -> bool:
+        return self.optimizer is not None and bool(getattr(self, "_is_compiled", False))

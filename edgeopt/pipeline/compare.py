@@ -8,7 +8,7 @@ from edgeopt.pipeline.readers import load_manifest
 from edgeopt.pipeline.report import Row, collect_rows
 
 
-def _check(run_dir: Path) -> Path:
+def checked_run_dir(run_dir: str | Path) -> Path:
     """`run_dir`, once its manifest reads back as one `edgeopt run` writes (else `ConfigError`)."""
     load_manifest(run_dir)
     return Path(run_dir)
@@ -16,8 +16,8 @@ def _check(run_dir: Path) -> Path:
 
 def compare_runs(a: str | Path, b: str | Path) -> list[dict]:
     """One entry per (variant, precision, device) in either run, with both values and deltas."""
-    rows_a = {(r.variant, r.precision, r.device): r for r in collect_rows(_check(Path(a)))}
-    rows_b = {(r.variant, r.precision, r.device): r for r in collect_rows(_check(Path(b)))}
+    rows_a = {(r.variant, r.precision, r.device): r for r in collect_rows(checked_run_dir(a))}
+    rows_b = {(r.variant, r.precision, r.device): r for r in collect_rows(checked_run_dir(b))}
     out = []
     for key in sorted(set(rows_a) | set(rows_b), key=lambda k: tuple(str(x) for x in k)):
         ra, rb = rows_a.get(key), rows_b.get(key)

@@ -10,7 +10,8 @@ import numpy as np
 
 from edgeopt import _keras
 from edgeopt._callback import FitCallback
-from edgeopt.pipeline.recipe import SCHEDULES, resolve_callable
+from edgeopt._callables import resolve_callable
+from edgeopt.pipeline.recipe import SCHEDULES
 
 Progress = Callable[[str], None]
 

@@ -62,3 +62,22 @@ def test_any_output_is_a_result_or_a_value_error(fields):
     for value in result.to_dict().values():
         assert not isinstance(value, float) or math.isfinite(value)
     assert LatencyResult.from_fields("d", "m", result.to_dict()) == result  # round-trips
+
+
+def test_write_csv_and_json_round_trip(tmp_path):
+    import csv
+    import json
+
+    from edgeopt.bench.result import write_csv, write_json
+
+    results = [LatencyResult.from_fields("pi", "a,b.tflite", GOOD),
+               LatencyResult(device="pi", model="c.tflite", status="error", error="no route", error_type="DeviceError")]
+    write_csv(results, tmp_path / "r.csv")
+    with open(tmp_path / "r.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == CSV_FIELDS and "latencies_ms" not in rows[0]
+    assert [(r["model"], r["status"], r["p50_ms"], r["error"]) for r in rows] == [
+        ("a,b.tflite", "ok", "1.5", ""), ("c.tflite", "error", "", "no route")]
+    write_json(results, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text()) == [r.to_dict() for r in results]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]  # no temp files left

@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeopt.bench import runner
 from edgeopt.bench.session import RUNNER_PATH
@@ -82,3 +84,37 @@ def test_cpu_model_from_pi_and_android_cpuinfo():
     assert runner.cpu_model(pi) == "Raspberry Pi 4 Model B Rev 1.4 / ARMv7 Processor rev 3 (v7l) / BCM2835"
     assert runner.cpu_model("Hardware\t: Qualcomm Technologies, Inc SM8250\n") == "Qualcomm Technologies, Inc SM8250"
     assert runner.cpu_model("processor : 0\n") is None
+
+
+def test_session_reads_the_same_facts_as_the_runner():
+    # One parser for both runners: the Python runner reads the files itself, a
+    # benchmark_model device has them read with `cat` and parsed by the same function.
+    from edgeopt.bench.profiles import load_profile
+    from edgeopt.bench.session import DeviceSession
+
+    with DeviceSession(load_profile("local")) as session:
+        remote = session.device_facts()
+    local = runner.device_facts()
+    assert remote.pop("temperature_after_c") == local.pop("temperature_c") or remote == {}  # a live sensor
+    local.pop("cpu_count")
+    assert remote == local and remote["machine"]
+
+
+def test_parse_facts_of_typical_and_odd_values():
+    facts = runner.parse_facts("Raspberry Pi 5", "aarch64\n", "performance\n", "2400000\n", "51234\n")
+    assert facts == {"cpu_model": "Raspberry Pi 5", "machine": "aarch64", "governor": "performance",
+                     "cpu_freq_khz": 2400000, "temperature_c": 51.2}
+    assert runner.parse_temperature("-5000") == -5.0 and runner.parse_temperature("45") == 45.0
+    for bad in ("", None, "nan", "1e309", "4.5e4", "--1", "²", "1" * 13):
+        assert runner.parse_temperature(bad) is None
+        assert runner.parse_facts(None, None, None, bad, None)["cpu_freq_khz"] is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=60)), min_size=5, max_size=5))
+def test_parse_facts_never_fails_on_device_output(texts):
+    facts = runner.parse_facts(*texts)
+    assert set(facts) == {"cpu_model", "machine", "governor", "cpu_freq_khz", "temperature_c"}
+    assert facts["cpu_freq_khz"] is None or 0 <= facts["cpu_freq_khz"] < 10**12
+    assert facts["temperature_c"] is None or abs(facts["temperature_c"]) < 10**12
+    assert all(v is None or len(v) <= 200 for k, v in facts.items() if k in ("cpu_model", "machine", "governor"))

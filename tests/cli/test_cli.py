@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import edgeopt.cli
 from edgeopt.cli import cli
 
 
@@ -194,3 +197,39 @@ def test_disk_full_is_one_line_and_no_partial_file(data_files, tmp_path, monkeyp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: Cannot write an output file: No space left on device")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+CLI_DIR = Path(edgeopt.cli.__file__).parent
+# Switched to the shared options when their branches merge (issue 13).
+_NOT_YET_SHARED = {"export.py", "search.py"}
+
+
+def test_shared_options_are_declared_once():
+    for path in sorted(CLI_DIR.glob("*.py")):
+        if path.name in _NOT_YET_SHARED | {"_options.py"}:
+            continue
+        text = path.read_text()
+        for flag in ('"--json"', '"--quiet"', '"--device"', '"--unsafe"'):
+            assert flag not in text, f"{path.name} declares {flag}; use edgeopt.cli._options"
+
+    def params(group):
+        for command in group.commands.values():
+            yield from params(command) if hasattr(command, "commands") else command.params
+
+    by_name = {}
+    for param in params(cli):
+        if param.name in ("as_json", "quiet", "devices", "unsafe"):
+            by_name.setdefault(param.name, set()).add((tuple(param.opts), param.multiple, param.is_flag))
+    assert by_name == {"as_json": {(("--json",), False, True)}, "quiet": {(("-q", "--quiet"), False, True)},
+                       "devices": {(("-d", "--device"), True, False)}, "unsafe": {(("--unsafe",), False, True)}}
+
+
+def test_cli_imports_no_private_names_from_other_packages():
+    for path in sorted(CLI_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("edgeopt"):
+                continue
+            if node.module == "edgeopt.cli" or node.module.startswith("edgeopt.cli."):
+                continue
+            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            assert not private, f"{path.name} imports {private} from {node.module}"

@@ -86,6 +86,17 @@ class DistillerContract:
         with pytest.raises(ConfigError, match="must be compiled before fit"):
             distiller.fit(digits.x_train, digits.y_train, epochs=1, verbose=0)
 
+    def test_is_an_edgeopt_distiller(self, teacher):
+        distiller = Distiller(student=mlp(self.flavour, 8), teacher=teacher)
+        assert isinstance(distiller, edgeopt.Distiller) and issubclass(type(distiller), Distiller)
+        assert isinstance(distiller, keras_module(self.flavour).Model)
+        assert not isinstance(teacher, Distiller) and not isinstance(object(), Distiller)
+
+    def test_warnings_point_at_the_caller(self, digits):
+        with pytest.warns(UserWarning, match="teacher was trainable") as caught:
+            Distiller(student=mlp(self.flavour, 8), teacher=mlp(self.flavour, 16))
+        assert caught[0].filename == __file__
+
     def test_trainable_teacher_is_frozen_with_a_warning(self, digits):
         teacher = mlp(self.flavour, 16)
         with pytest.warns(UserWarning, match="teacher was trainable; it is now frozen"):

@@ -23,31 +23,30 @@ class AdbTransport(Transport):
                                   self.profile.timeout_s)
         self._classify(completed)
         if completed.returncode != 0:
-            raise DeviceError(f"adb push failed. Received: {local} -> {remote}: {completed.tail()}. "
-                              "Check that the workdir exists and is writable.", device=self.device)
+            self._push_failed(completed, local, remote, what="adb push")
 
     def _classify(self, completed: Completed) -> None:
         err = (completed.stderr or "") + (completed.stdout if completed.returncode else "")
         serial = self.profile.serial
         if "no devices/emulators found" in err or "device not found" in err and not serial:
             raise DeviceUnreachableError(
-                "No Android device is attached. Received: `adb devices` lists none. "
-                "Connect the phone with USB debugging on (or `adb connect HOST:PORT`), then check `adb devices`.",
+                "No Android device is attached. Received: `adb devices` lists none.",
+                hint="Connect the phone with USB debugging on (or `adb connect HOST:PORT`), then check `adb devices`.",
                 device=self.device)
         if "more than one device" in err:
             raise DeviceError(
-                "Several Android devices are attached and the profile names none. Received: serial=None. "
-                "Set `serial:` in the profile to one listed by `adb devices`.", device=self.device)
+                "Several Android devices are attached and the profile names none. Received: serial=None.",
+                hint="Set `serial:` in the profile to one listed by `adb devices`.", device=self.device)
         if serial and (f"device '{serial}' not found" in err or "device not found" in err):
             raise DeviceUnreachableError(
-                f"The Android device is not attached. Received: serial={serial!r}. "
-                "Check `adb devices` and the profile's serial.", device=self.device)
+                f"The Android device is not attached. Received: serial={serial!r}.",
+                hint="Check `adb devices` and the profile's serial.", device=self.device)
         if "unauthorized" in err:
-            raise DeviceError("The Android device has not authorised this computer. Received: 'unauthorized'. "
-                              "Unlock the phone and accept the USB debugging prompt.", device=self.device)
+            raise DeviceError("The Android device has not authorised this computer. Received: 'unauthorized'.",
+                              hint="Unlock the phone and accept the USB debugging prompt.", device=self.device)
         if "device offline" in err:
-            raise DeviceUnreachableError("The Android device is offline. Received: 'device offline'. "
-                                         "Reconnect the cable or run `adb reconnect`.", device=self.device)
+            raise DeviceUnreachableError("The Android device is offline. Received: 'device offline'.",
+                                         hint="Reconnect the cable or run `adb reconnect`.", device=self.device)
 
     def _missing_hint(self) -> str:
         return "Install adb (apt-get install adb, or Android platform-tools) or set `adb:` in the profile."

@@ -174,8 +174,8 @@ class Transport(ABC):
         if check and completed.returncode != 0:
             raise RemoteCommandError(
                 f"Command failed on the device with exit code {completed.returncode}. "
-                f"Received: {shlex.join(argv)} -> {completed.tail() or 'no output'}. "
-                "Run the command by hand on the device to see why.",
+                f"Received: {shlex.join(argv)} -> {completed.tail() or 'no output'}.",
+                hint="Run the command by hand on the device to see why.",
                 device=self.device, command=argv, exit_code=completed.returncode, stderr_tail=completed.tail(),
             )
         return completed
@@ -190,11 +190,10 @@ class Transport(ABC):
             proc = subprocess.Popen(local_argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError as exc:
-            raise DeviceError(f"Program not found on this machine. Received: {local_argv[0]!r}. {self._missing_hint()}",
-                              device=self.device) from exc
+            raise self._program_missing(local_argv[0]) from exc
         except OSError as exc:
             raise DeviceError(f"Cannot start a program on this machine. Received: {local_argv[0]!r} "
-                              f"({exc.strerror or exc}). {self._missing_hint()}", device=self.device) from exc
+                              f"({exc.strerror or exc}).", hint=self._missing_hint(), device=self.device) from exc
         out = _Capture(proc.stdout, find_pid=self.remote and self.pid_on_stdout)
         err = _Capture(proc.stderr, find_pid=self.remote)
         out.start()
@@ -216,15 +215,12 @@ class Transport(ABC):
         if proc.returncode is None:
             self._stop(proc, err, out)
             if out.overflow or err.overflow:
-                raise RemoteCommandError(
-                    f"The command printed more than {MAX_OUTPUT_BYTES >> 20} MiB, so it was stopped. "
-                    f"Received: {shlex.join(argv)}. Check what it prints when run by hand on the device.",
-                    device=self.device, command=argv)
+                raise self._too_much_output(argv, ", so it was stopped")
             if cancellable and self.cancel.is_set():
                 raise self._cancelled(argv)
             raise RemoteCommandError(
                 f"Command timed out after {timeout_s:g} s and was stopped on the device. "
-                f"Received: {shlex.join(argv)}. Raise the profile's timeout_s, or lower --runs/--min-secs.",
+                f"Received: {shlex.join(argv)}.", hint="Raise the profile's timeout_s, or lower --runs/--min-secs.",
                 device=self.device, command=argv)
         for capture in (out, err):
             capture.join(timeout=10)
@@ -236,9 +232,7 @@ class Transport(ABC):
             if not capture.is_alive():
                 capture.pipe.close()
         if out.overflow or err.overflow:
-            raise RemoteCommandError(
-                f"The command printed more than {MAX_OUTPUT_BYTES >> 20} MiB. Received: {shlex.join(argv)}. "
-                "Check what it prints when run by hand on the device.", device=self.device, command=argv)
+            raise self._too_much_output(argv)
         return Completed(argv=argv, returncode=proc.returncode, stdout=out.text(), stderr=err.text())
 
     def _stop(self, proc: subprocess.Popen, err: _Capture, out: _Capture) -> None:
@@ -269,8 +263,27 @@ class Transport(ABC):
             pass
 
     def _cancelled(self, argv: list[str]) -> DeviceError:
-        return DeviceError(f"Interrupted, so the command was stopped on the device. Received: {shlex.join(argv)}. "
-                           "Run the benchmark again.", device=self.device)
+        return DeviceError(f"Interrupted, so the command was stopped on the device. Received: {shlex.join(argv)}.",
+                           hint="Run the benchmark again.", device=self.device)
+
+    def _too_much_output(self, argv: list[str], stopped: str = "") -> RemoteCommandError:
+        return RemoteCommandError(f"The command printed more than {MAX_OUTPUT_BYTES >> 20} MiB{stopped}. "
+                                  f"Received: {shlex.join(argv)}.",
+                                  hint="Check what it prints when run by hand on the device.",
+                                  device=self.device, command=argv)
+
+    def _program_missing(self, program: str) -> DeviceError:
+        """The error for a client program (`ssh`, `adb`) missing on this machine."""
+        return DeviceError(f"Program not found on this machine. Received: {program!r}.", hint=self._missing_hint(),
+                           device=self.device)
+
+    def _push_failed(self, completed: Completed, local: str, remote: str, *, what: str) -> None:
+        """Raises the transport's own error for a failed copy, else a `DeviceError`
+        naming both paths (`what` failed, e.g. "adb push")."""
+        self._classify(completed)
+        raise DeviceError(f"{what} failed. Received: {shlex.quote(local)} -> {shlex.quote(remote)}: "
+                          f"{completed.tail()}.", hint="Check that the workdir exists and is writable.",
+                          device=self.device)
 
     def _missing_hint(self) -> str:
         return "Install it or fix the profile's path."

@@ -10,7 +10,6 @@ handshake instead of eight.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -62,16 +61,15 @@ class SshTransport(Transport):
                     code = 255
                     log.write("Connection timed out while opening the master connection")
                 except FileNotFoundError as exc:
-                    raise DeviceError(f"Program not found on this machine. Received: 'ssh'. {self._missing_hint()}",
-                                      device=self.device) from exc
+                    raise self._program_missing("ssh") from exc
                 log.seek(0)
                 stderr = log.read()
             if code != 0:
                 shutil.rmtree(self._control_dir, ignore_errors=True)
                 self._control_dir = None
                 self._classify(Completed(argv=["ssh"], returncode=255, stdout="", stderr=stderr))
-                raise DeviceError(f"ssh failed. Received: {stderr.strip()[-200:]!r}. "
-                                  f"Try `ssh {self.profile.host}` by hand.", device=self.device)
+                raise DeviceError(f"ssh failed. Received: {stderr.strip()[-200:]!r}.",
+                                  hint=f"Try `ssh {self.profile.host}` by hand.", device=self.device)
         return ["-o", "ControlMaster=no", "-o", f"ControlPath={_option_path(str(Path(self._control_dir) / 'master'))}"]
 
     def close(self) -> None:
@@ -124,18 +122,13 @@ class SshTransport(Transport):
                 self._sftp = True
                 return
             if self._sftp:  # scp worked before on this device: this failure is real
-                self._push_failed(completed, local, remote)
+                self._push_failed(completed, local, remote, what="Copying to the device")
         with open(local, "rb") as source:
             completed = self._execute(self._argv(["sh", "-c", _STREAM_IN, "sh", remote]),
                                       ["cat", ">", remote], self.profile.timeout_s, stdin=source)
         if completed.returncode != 0:
-            self._push_failed(completed, local, remote)
+            self._push_failed(completed, local, remote, what="Copying to the device")
         self._sftp = False
-
-    def _push_failed(self, completed: Completed, local: str, remote: str) -> None:
-        self._classify(completed)
-        raise DeviceError(f"Copying to the device failed. Received: {shlex.quote(local)} -> {shlex.quote(remote)}: "
-                          f"{completed.tail()}. Check that the workdir exists and is writable.", device=self.device)
 
     def _classify(self, completed: Completed) -> None:
         if completed.returncode != 255:  # ssh's own failures exit 255
@@ -144,28 +137,28 @@ class SshTransport(Transport):
         host = self.profile.host + (f":{self.profile.port}" if self.profile.port else "")
         if "Host key verification failed" in err or "REMOTE HOST IDENTIFICATION HAS CHANGED" in err:
             raise DeviceError(
-                f"The device's ssh host key is unknown or changed, so the connection was refused. Received: {host}. "
-                f"Verify the key, then add it: ssh-keyscan{' -p ' + str(self.profile.port) if self.profile.port else ''} "
+                f"The device's ssh host key is unknown or changed, so the connection was refused. Received: {host}.",
+                hint=f"Verify the key, then add it: ssh-keyscan{' -p ' + str(self.profile.port) if self.profile.port else ''} "
                 f"{self.profile.host.split('@')[-1]} >> ~/.ssh/known_hosts (or set strict_host_key_checking: accept-new).",
                 device=self.device)
         if "Permission denied" in err or "Too many authentication failures" in err:
             raise DeviceError(
-                f"ssh authentication failed. Received: {host} ({completed.tail(1)}). "
-                "Load your key into ssh-agent or set IdentityFile in ~/.ssh/config, and install it with ssh-copy-id.",
+                f"ssh authentication failed. Received: {host} ({completed.tail(1)}).",
+                hint="Load your key into ssh-agent or set IdentityFile in ~/.ssh/config, and install it with ssh-copy-id.",
                 device=self.device)
         if any(marker in err for marker in _UNREACHABLE):
             raise DeviceUnreachableError(
-                f"Cannot reach the device over ssh. Received: {host} ({completed.tail(1)}). "
-                "Check it is powered, on the network and running sshd, and the host/port in the profile.",
+                f"Cannot reach the device over ssh. Received: {host} ({completed.tail(1)}).",
+                hint="Check it is powered, on the network and running sshd, and the host/port in the profile.",
                 device=self.device)
         if self._control_dir is not None:
             if self._master_alive():
                 return  # the connection is fine: the command itself exited 255
             raise DeviceUnreachableError(
-                f"The connection to the device dropped while a command ran. Received: {host} (ssh exit 255). "
-                "Check it is still powered and on the network, then run again.", device=self.device)
-        raise DeviceError(f"ssh failed. Received: {host} ({completed.tail(2)}). Try `ssh {self.profile.host}` by hand.",
-                          device=self.device)
+                f"The connection to the device dropped while a command ran. Received: {host} (ssh exit 255).",
+                hint="Check it is still powered and on the network, then run again.", device=self.device)
+        raise DeviceError(f"ssh failed. Received: {host} ({completed.tail(2)}).",
+                          hint=f"Try `ssh {self.profile.host}` by hand.", device=self.device)
 
     def _missing_hint(self) -> str:
         return "Install the OpenSSH client (apt-get install openssh-client)."
