@@ -25,13 +25,13 @@ from their signatures, and values are checked by the same functions they use.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeopt._callables import resolve_callable  # noqa: F401 - recipe users import it from here
 from edgeopt._yaml import read_yaml
 from edgeopt.errors import ConfigError
 from edgeopt.pipeline._checks import check_keys as _check_keys, mapping as _mapping
@@ -90,21 +90,6 @@ class Recipe:
 
     def variant(self, name: str) -> dict:
         return next(v for v in self.variants if v["name"] == name)
-
-
-def resolve_callable(spec: str, where: str) -> Any:
-    """`package.module:attribute` -> the object, with errors that name the part that failed."""
-    if not isinstance(spec, str) or ":" not in spec:
-        raise ConfigError(f"{where} must be 'package.module:function'. Received: {spec!r}.")
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"{where}: module {module_name!r} does not import. Received: {spec!r} ({exc}). "
-                          "Check the spelling and that it is on PYTHONPATH.") from None
-    if not hasattr(module, attr):
-        raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}. Received: {spec!r}.")
-    return getattr(module, attr)
 
 
 def load_recipe(path: str | Path, *, check_devices: bool = True) -> Recipe:
