@@ -27,12 +27,16 @@ class ConversionError(EdgeoptError):
         message: what went wrong, with a hint on how to fix it.
         log: what the converter printed while it ran (hidden unless `--verbose`).
             Defaults to `""`.
+        errors: the converter's own error lines, without their MLIR locations.
+            Defaults to `()`.
+        report: the `ExportReport` of an export that failed part-way (every other
+            precision's file and entry are in it). Defaults to `None`.
     """
 
-    report = None  # the `ExportReport` of an export that failed part-way, when there is one
-
-    def __init__(self, message: str, *, log: str = ""):
+    def __init__(self, message: str, *, log: str = "", errors=(), report=None):
         self.log = log
+        self.errors = list(errors)
+        self.report = report
         super().__init__(message)
 
 

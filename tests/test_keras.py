@@ -61,10 +61,13 @@ def test_bad_model_paths(tmp_path, make, message):
         open_source(make(tmp_path))
 
 
-def test_multi_output_model_is_refused():
+def test_multi_output_model_is_read_with_named_outputs():
+    """Issue 12 item 3: several outputs were refused; now each has a name and an array."""
     import keras
+    import numpy as np
 
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(2)(inputs)])
-    with pytest.raises(ConfigError, match="one input and one output.*2 outputs"):
-        KerasSource(model)
+    model = keras.Model(inputs, [keras.layers.Dense(1, name="a")(inputs), keras.layers.Dense(2, name="b")(inputs)])
+    source = KerasSource(model)
+    outputs = source.predict_all([np.ones((3, 4), np.float32)])
+    assert source.output_names == ["a", "b"] and [o.shape for o in outputs] == [(3, 1), (3, 2)]

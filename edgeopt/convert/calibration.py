@@ -3,84 +3,140 @@
 Accepted sources: an array (or an `(x, y)` pair), an `.npz` file (array `x`, optional
 `y`), an `.npy` file, a directory of PNG/JPEG images (in class subdirectories for
 labels), or a Python callable (`package.module:function` on the CLI) returning an
-iterable of arrays. Everything is checked against the model's input before any
-conversion starts.
+iterable of arrays (see `edgeopt.convert.data_files`). A model with several inputs
+takes a tuple/list of arrays in input order or a dict by input name (`x_<name>` in an
+`.npz`); labels for several outputs are a tuple/list in output order or a dict by
+output name. Everything is checked against the model's inputs before any conversion
+starts; labels are matched to the outputs once the float model has run.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edgeopt.convert.source import InputInfo
+from edgeopt.convert import data_files
+from edgeopt.convert.signature import InputInfo
 from edgeopt.errors import ConfigError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = data_files.IMAGE_SUFFIXES
 
 
 @dataclass
 class Dataset:
-    """Samples `x` (batch first) and optional integer labels `y`, with where they came from."""
+    """Samples `x` (batch first) and optional labels `y`, with where they came from.
 
-    x: np.ndarray
-    y: np.ndarray | None
+    `x` is one array for a one-input model, else a tuple of arrays in input order. `y`
+    is None, one array, or (for several outputs) a tuple in output order or a dict by
+    output name, whose entries may be None.
+    """
+
+    x: Any
+    y: Any
     origin: str
 
+    @property
+    def inputs(self) -> list[np.ndarray]:
+        """The samples as one array per input."""
+        return list(self.x) if isinstance(self.x, tuple) else [self.x]
+
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.inputs[0])
+
+    def head(self, count: int) -> list[np.ndarray]:
+        """The first `count` samples, one array per input."""
+        return [a[:count] for a in self.inputs]
 
     def subset(self, limit: int | None, *, seed: int = 0) -> "Dataset":
         """At most `limit` samples, picked at random with a fixed seed (all if fewer)."""
         if limit is None or len(self) <= limit:
             return self
         index = np.sort(np.random.default_rng(seed).choice(len(self), size=limit, replace=False))
-        return Dataset(self.x[index], None if self.y is None else self.y[index], self.origin)
+        x = tuple(a[index] for a in self.x) if isinstance(self.x, tuple) else self.x[index]
+        return Dataset(x, _take(self.y, index), self.origin)
+
+
+def _take(y, index):
+    if y is None:
+        return None
+    if isinstance(y, dict):
+        return {k: _take(v, index) for k, v in y.items()}
+    if isinstance(y, (tuple, list)):
+        return tuple(_take(v, index) for v in y)
+    return y[index]
 
 
 def load_dataset(
     data: Any,
-    input_info: InputInfo,
+    inputs: InputInfo | Sequence[InputInfo],
     *,
     what: str = "calibration data",
     scale: float = 255.0,
     mean: float = 0.0,
 ) -> Dataset:
-    """Loads `data` and checks it against the model input.
+    """Loads `data` and checks it against the model inputs.
 
     Args:
         data: an array, an `(x, y)` pair, a path (`.npz`, `.npy`, image directory), a
-            callable or a `package.module:function` string.
-        input_info: the model's input, to check shape and dtype against.
+            callable or a `package.module:function` string. For several inputs, `x` is
+            a tuple/list of arrays in input order or a dict by input name.
+        inputs: the model's input (or inputs), to check shapes and dtypes against.
         what: how to name the data in messages. Defaults to `"calibration data"`.
         scale: images become `(pixel - mean) / scale`. Defaults to `255.0`.
         mean: see `scale`. Defaults to `0.0`.
 
     Raises:
-        ConfigError: the data cannot be read, or does not fit the model input.
+        ConfigError: the data cannot be read, or does not fit the model inputs.
     """
-    x, y, origin = _read(data, input_info, what=what, scale=scale, mean=mean)
-    x = _check_x(x, input_info, what=what, origin=origin)
-    if y is not None:
-        try:
-            y = np.asarray(y)
-        except (ValueError, TypeError) as exc:  # ragged nested lists
-            raise ConfigError(
-                f"The labels of the {what} are not an array. Received: {exc} from {origin}. {_LABELS_FIX}"
-            ) from None
-        if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "biuf":  # one-hot labels
-            y = y.argmax(axis=1)
-        y = y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
-        if y.ndim != 1 or len(y) != len(x):
-            raise ConfigError(
-                f"The labels of the {what} do not match its samples. "
-                f"Received: y with shape {y.shape} for {len(x)} samples from {origin}. {_LABELS_FIX}"
-            )
-    return Dataset(x=x, y=y, origin=origin)
+    infos = [inputs] if isinstance(inputs, InputInfo) else list(inputs)
+    x, y, origin = _read(data, infos, what=what, scale=scale, mean=mean)
+    arrays = _arrange(x, infos, what=what, origin=origin)
+    several = len(infos) > 1
+    arrays = [_check_x(a, info, what=f"{what} of input {info.name!r}" if several else what, origin=origin)
+              for a, info in zip(arrays, infos)]
+    if len({len(a) for a in arrays}) > 1:
+        raise ConfigError(
+            f"The inputs of the {what} have different numbers of samples. Received: "
+            f"{', '.join(f'{i.name}: {len(a)}' for i, a in zip(infos, arrays))} from {origin}. "
+            "Give every input the same samples, batch first."
+        )
+    y = _check_y(y, len(arrays[0]), what=what, origin=origin)
+    return Dataset(x=tuple(arrays) if several else arrays[0], y=y, origin=origin)
+
+
+def _check_y(y, count: int, *, what: str, origin: str):
+    """Labels as arrays of `count` rows: one array, or a tuple / dict of them (None allowed)."""
+    if y is None:
+        return None
+    if isinstance(y, dict):
+        return {str(k): _check_y(v, count, what=what, origin=origin) for k, v in y.items()}
+    if isinstance(y, (tuple, list)) and len(y) > 1 and all(v is None or isinstance(v, np.ndarray) for v in y):
+        # One array per output: a tuple always (Keras's y=(y1, y2)), a list unless it is one row per sample.
+        if isinstance(y, tuple) or (len(y) != count and any(v is not None and v.ndim and len(v) == count for v in y)):
+            return tuple(_check_y(v, count, what=what, origin=origin) for v in y)
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ConfigError(
+            f"The labels of the {what} are not an array. Received: {exc} from {origin}. {_LABELS_FIX}"
+        ) from None
+    if y.ndim == 2 and y.shape[1] > 1 and y.dtype.kind in "biuf" and _is_one_hot(y):
+        y = y.argmax(axis=1)
+    y = y.reshape(len(y)) if y.ndim > 1 and y.size == len(y) else y
+    if y.ndim == 0 or len(y) != count:
+        raise ConfigError(
+            f"The labels of the {what} do not match its samples. "
+            f"Received: y with shape {y.shape} for {count} samples from {origin}. {_LABELS_FIX}"
+        )
+    return y
+
+
+def _is_one_hot(y: np.ndarray) -> bool:
+    return bool(np.isin(y, (0, 1)).all()) and bool((y.sum(axis=1) == 1).all())
 
 
 _LABELS_FIX = "Give one integer class label (or one one-hot row) per sample."
@@ -117,170 +173,89 @@ def check_labels(y: np.ndarray, classes: int, *, what: str = "eval data", origin
     return y.astype(np.int64)
 
 
-def _read(data, input_info, *, what, scale, mean):
+def _read(data, inputs: list[InputInfo], *, what, scale, mean):
+    several = len(inputs) > 1
     if isinstance(data, Dataset):
         return data.x, data.y, data.origin
     if isinstance(data, np.ndarray):
         return data, None, "an array"
-    if isinstance(data, tuple) and len(data) == 2:
-        return np.asarray(data[0]), data[1], "an (x, y) pair"
+    if isinstance(data, dict):
+        return data, None, "a dict of arrays"
+    if isinstance(data, tuple) and len(data) == 2 and (not several or isinstance(data[0], (list, tuple, dict))):
+        return data[0] if isinstance(data[0], dict) else _as_arrays(data[0], several), data[1], "an (x, y) pair"
+    if several and isinstance(data, (list, tuple)) and data and all(isinstance(a, np.ndarray) for a in data):
+        return list(data), None, "a list of arrays"
     if isinstance(data, (str, os.PathLike)):
         text = str(data)
         path = Path(text)
         if not path.exists() and ":" in text and not text.startswith(("/", ".")):
-            return _from_callable(_import_callable(text, what), text, what, len(input_info.shape)) + (text,)
+            fn = data_files.import_callable(text, what)
+            return data_files.from_callable(fn, text, what, inputs) + (text,)
         if not path.exists():
             raise ConfigError(
                 f"The {what} was not found. Received: {text!r}. "
                 "Pass an .npz (array x, optional y), an .npy, an image directory, or package.module:function."
             )
         if path.is_dir():
-            return _from_images(path, input_info, what=what, scale=scale, mean=mean)
+            return data_files.from_images(path, inputs, what=what, scale=scale, mean=mean)
         if path.suffix == ".npz":
-            return _from_npz(path, what)
+            return data_files.from_npz(path, what, inputs)
         if path.suffix == ".npy":
-            return _load_npy(path, what), None, repr(text)
+            return data_files.load_npy(path, what), None, repr(text)
         raise ConfigError(
             f"Unknown {what} format {path.suffix!r}. Received: {text!r}. "
             "Pass an .npz (array x, optional y), an .npy, an image directory, or package.module:function."
         )
     if callable(data):
         name = getattr(data, "__qualname__", repr(data))
-        return _from_callable(data, name, what, len(input_info.shape)) + (f"callable {name}",)
+        return data_files.from_callable(data, name, what, inputs) + (f"callable {name}",)
     if isinstance(data, Iterable):
-        return _stack(data, "an iterable", what, len(input_info.shape)), None, "an iterable"
+        return data_files.stack(data, "an iterable", what, inputs), None, "an iterable"
     raise ConfigError(
         f"Cannot use this as {what}. Received: an object of type {type(data).__name__}. "
         "Pass an array, an (x, y) pair, a path or a callable."
     )
 
 
-def _one_line(exc: BaseException, width: int = 200) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:width]}"
+def _as_arrays(x, several: bool):
+    return list(x) if several and isinstance(x, (list, tuple)) else np.asarray(x) if not several else x
 
 
-def _load_npy(path: Path, what: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except Exception as exc:  # numpy's readers raise ValueError, OSError, EOFError, ... on hostile files
-        raise ConfigError(
-            f"Cannot read the {what}. Received: {str(path)!r} ({_one_line(exc)}). "
-            "Save it with `np.save` from a numeric array."
-        ) from exc
-
-
-def _from_npz(path: Path, what: str):
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except Exception as exc:  # BadZipFile, zlib.error, EOFError, ValueError, OSError on hostile files
-        raise ConfigError(
-            f"Cannot read the {what}. Received: {str(path)!r} ({_one_line(exc)}). "
-            "Save it with `np.savez(path, x=..., y=...)`."
-        ) from exc
-    if "x" not in arrays:
-        raise ConfigError(
-            f"The {what} .npz has no array named 'x'. Received: arrays {sorted(arrays)} in {str(path)!r}. "
-            "Save it with `np.savez(path, x=samples, y=labels)`."
-        )
-    return arrays["x"], arrays.get("y"), repr(str(path))
-
-
-def _import_callable(spec: str, what: str) -> Callable:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"Cannot import module {module_name!r} for the {what}. Received: {spec!r} ({exc}). "
-            "Check the module is importable (on PYTHONPATH) and spelled package.module:function."
-        ) from exc
-    try:
-        fn = getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(
-            f"Module {module_name!r} has no attribute {attr!r}. Received: {spec!r}. "
-            "Name a function defined in that module."
-        ) from None
-    if not callable(fn):
-        raise ConfigError(f"{spec!r} is not callable. Received: {type(fn).__name__}. Name a function.")
-    return fn
-
-
-def _from_callable(fn: Callable, name: str, what: str, rank: int):
-    result = fn()
-    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], np.ndarray):
-        return np.asarray(result[0]), result[1]
-    if isinstance(result, np.ndarray):
-        return result, None
-    return _stack(result, name, what, rank), None
-
-
-def _stack(items: Iterable, name: str, what: str, rank: int) -> np.ndarray:
-    """Joins yielded samples (rank - 1 dims) or batches (rank dims) into one batch."""
-    batches = []
-    for item in items:
-        if isinstance(item, (list, tuple)):  # representative-dataset style [x]
-            item = item[0]
-        item = np.asarray(item)
-        batches.append(item[None] if item.ndim == rank - 1 else item)
-    if not batches:
-        return np.zeros((0,), np.float32)
-    try:
-        return np.concatenate(batches)
-    except ValueError as exc:
-        raise ConfigError(
-            f"The {what} from {name} yields arrays of different shapes. Received: "
-            f"{sorted({b.shape for b in batches})}. Yield samples (or batches) of one shape."
-        ) from exc
-
-
-def _from_images(directory: Path, input_info: InputInfo, *, what, scale, mean):
-    try:
-        from PIL import Image
-    except ImportError as exc:  # pragma: no cover - pillow is a core dependency
-        raise ConfigError(f"Reading images needs pillow. Received: {exc}. Run `pip install pillow`.") from exc
-    if len(input_info.shape) != 4:
-        raise ConfigError(
-            f"An image directory needs a model with an (N, H, W, C) input. Received: input {input_info.describe()}. "
-            "Pass an .npz or .npy instead."
-        )
-    _, height, width, channels = input_info.shape
-    if None in (height, width, channels) or channels not in (1, 3):
-        raise ConfigError(
-            f"Images need a fixed height, width and 1 or 3 channels. Received: input {input_info.describe()}. "
-            "Pass an .npz or .npy instead."
-        )
-    classes = sorted(p.name for p in directory.iterdir() if p.is_dir())
-    if classes:
-        files = [(p, label) for label, name in enumerate(classes) for p in sorted((directory / name).iterdir())]
-    else:
-        files = [(p, None) for p in sorted(directory.iterdir())]
-    files = [(p, label) for p, label in files if p.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise ConfigError(
-            f"The {what} directory has no images. Received: {str(directory)!r}. "
-            f"Put {', '.join(IMAGE_SUFFIXES)} files in it (or in one subdirectory per class)."
-        )
-    samples = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("L" if channels == 1 else "RGB").resize((width, height))
-                pixels = np.asarray(image, dtype=np.float32)
-        except Exception as exc:  # pillow's decoders raise OSError, SyntaxError, ValueError, struct.error...
+def _arrange(x, inputs: list[InputInfo], *, what: str, origin: str) -> list:
+    """The samples as one array per input, in input order."""
+    names = [i.name for i in inputs]
+    if len(inputs) == 1:
+        if isinstance(x, dict) and len(x) == 1:
+            return list(x.values())
+        if isinstance(x, (list, tuple)) and len(x) == 1 and isinstance(x[0], np.ndarray):
+            return [x[0]]
+        return [x]
+    if isinstance(x, dict):
+        missing = [n for n in names if n not in x]
+        if missing:
             raise ConfigError(
-                f"An image in the {what} cannot be read. Received: {str(path)!r} "
-                f"({_one_line(exc, 120)}). Remove or re-save that file."
-            ) from exc
-        samples.append(pixels.reshape(height, width, channels))
-    x = (np.stack(samples) - np.float32(mean)) / np.float32(scale)
-    y = np.array([label for _, label in files]) if classes else None
-    return x.astype(np.float32), y, repr(str(directory))
+                f"The {what} lacks input(s) {', '.join(map(repr, missing))}. Received: a dict with keys "
+                f"{sorted(map(str, x))} from {origin}. Give one array per input, keyed {', '.join(map(repr, names))}."
+            )
+        return [x[n] for n in names]
+    if isinstance(x, (list, tuple)) and len(x) == len(inputs):
+        return list(x)
+    described = "a single array" if isinstance(x, np.ndarray) else f"an object of type {type(x).__name__}"
+    if isinstance(x, (list, tuple)):
+        described = f"{len(x)} arrays"
+    raise ConfigError(
+        f"The model has {len(inputs)} inputs ({', '.join(names)}) but the {what} does not give one array each. "
+        f"Received: {described} from {origin}. Pass a tuple of arrays in input order, or a dict keyed by input name."
+    )
 
 
 def _check_x(x: np.ndarray, input_info: InputInfo, *, what: str, origin: str) -> np.ndarray:
-    x = np.asarray(x)
+    try:
+        x = np.asarray(x)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise ConfigError(
+            f"The {what} is not an array. Received: {exc} from {origin}. Pass samples of one shape, batch first."
+        ) from None
     expected = input_info.describe()
     if x.size == 0 or x.ndim == 0:
         raise ConfigError(

@@ -11,14 +11,14 @@ exporter, which falls back to the converter for float16 and dynamic.
 from __future__ import annotations
 
 import json
-import re
 import warnings
 from importlib import resources
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from edgeopt._quiet import capture_native_output
+from edgeopt.convert import diagnostics
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConversionError, MissingDependencyError
 
@@ -33,14 +33,31 @@ def convert_saved_model(
     saved_model_dir: str,
     precision: Precision,
     *,
-    calibration: np.ndarray | None = None,
+    calibration: Sequence[np.ndarray] | np.ndarray | None = None,
+    input_names: Sequence[str] | None = None,
+    batch_size: int | None = None,
     io_dtype: IODtype = IODtype.INT8,
     learned_ranges: bool = False,
+    select_tf_ops: bool = False,
 ) -> tuple[bytes, dict]:
     """Converts a SavedModel with `tf.lite.TFLiteConverter`; returns bytes and settings.
 
-    With `learned_ranges` (a quantization-aware model) int8 takes its scales from the
-    model's fake-quant ops and no representative dataset is used.
+    Args:
+        saved_model_dir: the SavedModel, read through its `serving_default` signature.
+        precision: what to make.
+        calibration: representative samples, one array per input (or one array).
+            Defaults to `None`.
+        input_names: the signature names of those inputs; with several inputs each
+            calibration sample is a dict by name. Defaults to `None`.
+        batch_size: the model's fixed batch size (samples are fed in batches of it),
+            or None for a free batch. Defaults to `None`.
+        io_dtype: input/output type of int8. Defaults to `IODtype.INT8`.
+        learned_ranges: int8 takes its scales from the model's fake-quant ops (a
+            quantization-aware model) and no representative dataset is used.
+            Defaults to `False`.
+        select_tf_ops: allow TensorFlow ops the TFLite builtins lack (Flex; the .tflite
+            then needs the Flex delegate) and keep TensorList ops as they are.
+            Defaults to `False`.
     """
     import tensorflow as tf
 
@@ -57,60 +74,84 @@ def convert_saved_model(
     elif precision.needs_calibration:
         if calibration is None:
             raise ConversionError(f"{precision} needs calibration samples. Received: None. Pass calibration data.")
-        converter.representative_dataset = _representative(calibration)
-        settings["calibration_samples"] = int(len(calibration))
+        samples = [calibration] if isinstance(calibration, np.ndarray) else list(calibration)
+        converter.representative_dataset = _representative(samples, input_names, batch_size)
+        settings["calibration_samples"] = int(len(samples[0]))
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision is Precision.INT8:
         if not learned_ranges:  # the converter then insists on a representative dataset
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             settings["supported_ops"] = ["TFLITE_BUILTINS_INT8"]
         io_type = {IODtype.INT8: tf.int8, IODtype.UINT8: tf.uint8, IODtype.FLOAT32: tf.float32}[io_dtype]
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
         settings["io_dtype"] = str(io_dtype)
     if precision is Precision.INT16X8:
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-        ]
+        ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         settings.update(supported_ops=["EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"], io_dtype="float32")
+    if select_tf_ops:
+        ops = ops + [tf.lite.OpsSet.SELECT_TF_OPS]
+        converter._experimental_lower_tensor_list_ops = False  # the converter's own advice for TensorList ops
+        settings["supported_ops"] = [op.name for op in ops]
+        settings["select_tf_ops"] = True
+    if ops != [tf.lite.OpsSet.TFLITE_BUILTINS]:
+        converter.target_spec.supported_ops = ops
     captured = None
     try:
         with warnings.catch_warnings(), capture_native_output() as captured:
             warnings.simplefilter("ignore")
             data = bytes(converter.convert())
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError...
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        first = _without_locations(first)
-        log = captured.text if captured is not None else ""
-        said = _errors_in(log, exclude=first)
-        raise ConversionError(
-            f"The TFLite converter failed for {precision}. Received: {first[:300]}"
-            + (f" (converter log: {said})" if said else "") + ". "
-            "Check the model's ops are TFLite builtins; for int8, that calibration data is representative. "
-            "Run with --verbose to see the converter's whole log.",
-            log=log,
-        ) from exc
+        raise converter_error(precision, exc, captured.text if captured is not None else "",
+                              select_tf_ops=select_tf_ops) from exc
     return data, settings
 
 
-def _without_locations(line: str) -> str:
-    """An MLIR diagnostic without its long `loc(callsite(...))` prefix."""
-    line = re.sub(r"loc\(.*\):\s*(error:)", r"\1", line)
-    return " ".join(re.sub(r"\s*loc\(.*$", "", line).split())  # a location cut off at the line end
+def converter_error(precision: Precision, exc: BaseException, log: str = "", *,
+                    select_tf_ops: bool = False) -> ConversionError:
+    """A `ConversionError` that quotes the converter's own error lines and its hint."""
+    structured = [getattr(e, "error_message", "") for e in getattr(exc, "errors", None) or []]
+    diagnosis = diagnostics.diagnose(str(exc), "\n".join(f"error: {m}" for m in structured if m), log)
+    said = diagnosis.summary().rstrip(".")
+    received = (f"converter log: error: {said}" if said
+                else diagnostics.first_line(str(exc), fallback=type(exc).__name__))
+    parts = [f"The TFLite converter failed for {precision}. Received: {received}."]
+    if diagnosis.select_ops:
+        parts.append(f"Ops that need TF Select: {', '.join(diagnosis.select_ops[:8])}.")
+    if diagnosis.custom_ops:
+        parts.append(f"Ops without a TFLite kernel: {', '.join(diagnosis.custom_ops[:8])}.")
+    if diagnosis.hints:
+        hint = diagnosis.hints[0].split(" For example")[0].rstrip(".")
+        parts.append(f"Converter hint: {hint}.")
+    if diagnosis.tensor_list and not select_tf_ops:
+        parts.append("Fix: this model's RNN or loop needs TensorList ops with static shapes: give its keras.Input a "
+                     "fixed batch_size (and sequence length), build the RNN with unroll=True, or export with "
+                     "select_tf_ops=True (--select-tf-ops; the .tflite then needs the Flex delegate).")
+    elif diagnosis.select_ops and not select_tf_ops:
+        parts.append("Fix: replace those ops with TFLite builtins, or export with select_tf_ops=True "
+                     "(--select-tf-ops; the .tflite then needs the Flex delegate).")
+    else:
+        parts.append("Check the model's ops are TFLite builtins; for int8, that calibration data is representative.")
+    parts.append("Run with --verbose to see the converter's whole log.")
+    message = " ".join(" ".join(parts).split())
+    return ConversionError(message, log=log or str(exc), errors=diagnosis.errors)
 
 
-def _errors_in(log: str, *, exclude: str = "", width: int = 300) -> str:
-    """The converter's `error:` and `... ops:` lines from its captured log, on one line."""
-    lines = [_without_locations(line) for line in log.splitlines()
-             if "error:" in line or line.strip().endswith("ops:") or " ops: " in line]
-    lines = [line for line in dict.fromkeys(lines) if line and line not in exclude]
-    joined = " | ".join(lines[:4])
-    return joined if len(joined) <= width else joined[: width - 1] + "…"
+def _representative(samples: list[np.ndarray], names: Sequence[str] | None, batch_size: int | None):
+    """Calibration batches: `[x]` for one input, a dict by signature name for several
+    (the converter maps names to its own input order). A fixed batch is fed whole."""
+    step = batch_size or 1
+    count = len(samples[0])
 
-
-def _representative(samples: np.ndarray):
-    def dataset() -> Iterable[list[np.ndarray]]:
-        for sample in samples:
-            yield [sample[None]]
+    def dataset() -> Iterable:
+        for start in range(0, max(count - step + 1, 1), step):
+            batch = [s[start:start + step] for s in samples]
+            if len(batch[0]) < step:  # fewer samples than one fixed batch: repeat the last
+                batch = [np.concatenate([b, np.repeat(b[-1:], step - len(b), axis=0)]) for b in batch]
+            if len(batch) == 1 or not names:
+                yield batch
+            else:
+                yield dict(zip(names, batch))
 
     return dataset
 

@@ -1,14 +1,15 @@
 """What the converter stage converts: a Keras 3 model, a tf_keras model or a SavedModel.
 
 One small backend per kind, chosen from the object or file, so the exporter never
-has to ask which Keras it holds (the pattern of NNCF's backends).
+has to ask which Keras it holds (the pattern of NNCF's backends). Every backend has
+inputs (name, shape with the batch size it was built with, dtype) and named outputs,
+as many of each as the model has.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,40 +17,48 @@ import numpy as np
 
 from edgeopt import _keras
 from edgeopt._quiet import capture_native_output
+from edgeopt.convert import signature as sig
+from edgeopt.convert.signature import InputInfo, as_shape, pad_to_batch
 from edgeopt.errors import ConfigError, ConversionError, InvalidModelError
 
+__all__ = ["InputInfo", "KerasSource", "ModelSource", "SavedModelSource", "open_source"]
 
-@dataclass(frozen=True)
-class InputInfo:
-    """Name, shape (None for free dimensions, batch first) and dtype of the model's input."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: str
-
-    def describe(self) -> str:
-        dims = ", ".join("None" if d is None else str(d) for d in self.shape)
-        return f"({dims}) {self.dtype}"
-
-
-def _as_shape(shape: Any) -> tuple[int | None, ...]:
-    if hasattr(shape, "as_list"):
-        shape = shape.as_list()
-    return tuple(None if d is None or d == -1 else int(d) for d in shape)
+_PREDICT_BATCH = 64
 
 
 class ModelSource(ABC):
-    """A model the converter can read, with its input and a way to run it in float."""
+    """A model the converter can read, with its inputs, outputs and a way to run it in float."""
 
     kind: str
 
     @property
     @abstractmethod
-    def input_info(self) -> InputInfo: ...
+    def inputs(self) -> list[InputInfo]:
+        """One `InputInfo` per input, in signature order."""
+
+    @property
+    def input_info(self) -> InputInfo:
+        """The first (for most models the only) input."""
+        return self.inputs[0]
+
+    @property
+    def batch_size(self) -> int | None:
+        """The fixed batch size of the inputs, or None when the batch dimension is free."""
+        sizes = {i.shape[0] for i in self.inputs if i.shape}
+        return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+    @property
+    @abstractmethod
+    def output_names(self) -> list[str]:
+        """The outputs' names in the signature (known after `predict_all` or `export_saved_model`)."""
 
     @abstractmethod
+    def predict_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Runs the float model on one array per input; returns one array per output."""
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Runs the float model on a batch and returns its (single) output."""
+        """Runs a one-input model on a batch and returns its (first) output."""
+        return self.predict_all([x])[0]
 
     @abstractmethod
     def export_saved_model(self, directory: str | os.PathLike) -> Path:
@@ -69,8 +78,17 @@ class ModelSource(ABC):
 QAT_LAYER_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "FakeQuant")
 
 
+def _batches(inputs: list[np.ndarray], batch: int | None):
+    """Chunks of the inputs for a model run: of the fixed batch size (the last padded), else of 64."""
+    padded, count = pad_to_batch(inputs, batch)
+    step = batch or _PREDICT_BATCH
+    for start in range(0, len(padded[0]) if padded else 0, step):
+        yield [a[start:start + step] for a in padded], min(step, count - start)
+
+
 class KerasSource(ModelSource):
-    """A `keras.Model` (Keras 3, TensorFlow backend) or a `tf_keras.Model`."""
+    """A `keras.Model` (Keras 3, TensorFlow backend) or a `tf_keras.Model`: functional,
+    Sequential, or subclassed and called once."""
 
     def __init__(self, model: Any, name: str | None = None):
         self.flavour = _keras.flavour_of(model)
@@ -78,27 +96,19 @@ class KerasSource(ModelSource):
         self.model = model
         self.kind = str(self.flavour)
         self.name = name or getattr(model, "name", "model")
-        inputs = getattr(model, "inputs", None)
-        if not inputs:
-            raise ConfigError(
-                "The model has no defined inputs (a subclassed model that was never built). "
-                f"Received: {type(model).__name__} named {self.name!r}. "
-                "Build it with a functional `keras.Input`, or call it once on a batch before exporting."
-            )
-        if len(inputs) != 1 or len(model.outputs) != 1:
-            raise ConfigError(
-                "Only models with one input and one output are supported. "
-                f"Received: {len(inputs)} inputs and {len(model.outputs)} outputs. "
-                "Wrap the model so it takes and returns a single tensor."
-            )
-        tensor = inputs[0]
-        dtype = tensor.dtype
-        dtype = getattr(dtype, "name", dtype)
-        self._input = InputInfo(name=str(getattr(tensor, "name", "input")), shape=_as_shape(tensor.shape), dtype=str(dtype))
+        self.signature = sig.call_signature(model, self.flavour, self.name)
+        self._output_names: list[str] | None = None
 
     @property
-    def input_info(self) -> InputInfo:
-        return self._input
+    def inputs(self) -> list[InputInfo]:
+        return self.signature.inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        if self._output_names is None:
+            raise ConversionError("The model's outputs are named once it ran or was traced. Received: neither yet. "
+                                  "Call predict_all() or export_saved_model() first.")
+        return self._output_names
 
     @property
     def description(self) -> str:
@@ -110,22 +120,32 @@ class KerasSource(ModelSource):
 
         return any(type(layer).__name__.startswith(QAT_LAYER_CLASSES) for layer in iter_layers(self.model))
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        out = self.model.predict(x, batch_size=64, verbose=0)
-        return np.asarray(out)
+    def _keras_output_names(self) -> list[str] | None:
+        try:
+            return list(self.model.output_names or [])
+        except (AttributeError, ValueError, TypeError):
+            return None
+
+    def predict_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        parts: list[list[np.ndarray]] = []
+        for chunk, real in _batches(inputs, self.batch_size):
+            outputs = self.model(*self.signature.pack(chunk), training=False)
+            names, values = sig.flatten_outputs(outputs, self._keras_output_names())
+            self._output_names = names
+            parts.append([np.asarray(v)[:real] for v in values])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
     def export_saved_model(self, directory: str | os.PathLike) -> Path:
         directory = Path(directory)
         captured = None
         try:
             with capture_native_output() as captured:
-                if self.flavour is _keras.Flavour.KERAS3:
-                    self.model.export(str(directory), format="tf_saved_model", verbose=False)
-                else:
-                    self.model.export(str(directory))
+                self._output_names = sig.trace(self.model, self.flavour, self.signature, directory,
+                                               self._keras_output_names())
         except Exception as exc:  # the tracer raises many types; report them as one
             raise ConversionError(
-                f"Tracing the model to a SavedModel failed. Received: {self.description} "
+                f"Tracing the model to a SavedModel failed. Received: {self.description} with inputs "
+                f"{', '.join(i.describe() for i in self.inputs)} from {self.signature.origin} "
                 f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
                 "Check that the model runs on a batch of its input shape (`model(x)`).",
                 log=captured.text if captured is not None else "",
@@ -172,35 +192,35 @@ class SavedModelSource(ModelSource):
                 "Check that the directory is complete."
             ) from exc
         args, kwargs = self._fn.structured_input_signature
-        specs = list(kwargs.values()) + list(args)
-        outputs = self._fn.structured_outputs
-        if len(specs) != 1 or len(outputs) != 1:
+        if args or not kwargs:
             raise ConfigError(
-                "Only SavedModels with one input and one output are supported. "
-                f"Received: {len(specs)} inputs and {len(outputs)} outputs in {str(self.path)!r}. "
-                "Export a signature that takes and returns a single tensor."
+                "The SavedModel's serving_default takes positional inputs, which the converter cannot name. "
+                f"Received: {len(args)} positional and {len(kwargs)} named inputs in {str(self.path)!r}. "
+                "Export it with `model.export(path)` or a signature of named TensorSpecs."
             )
-        (self._input_key,) = list(kwargs) or ["input"]
-        (self._output_key,) = list(outputs)
-        spec = specs[0]
-        self._input = InputInfo(name=self._input_key, shape=_as_shape(spec.shape), dtype=spec.dtype.name)
+        self._inputs = [InputInfo(name, as_shape(spec.shape), spec.dtype.name) for name, spec in sorted(kwargs.items())]
+        self._outputs = sorted(self._fn.structured_outputs)
 
     @property
-    def input_info(self) -> InputInfo:
-        return self._input
+    def inputs(self) -> list[InputInfo]:
+        return self._inputs
+
+    @property
+    def output_names(self) -> list[str]:
+        return self._outputs
 
     @property
     def description(self) -> str:
         return f"SavedModel {str(self.path)!r}"
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict_all(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         import tensorflow as tf
 
-        outs = []
-        for start in range(0, len(x), 64):
-            batch = tf.constant(x[start : start + 64])
-            outs.append(self._fn(**{self._input_key: batch})[self._output_key].numpy())
-        return np.concatenate(outs)
+        parts = []
+        for chunk, real in _batches(inputs, self.batch_size):
+            result = self._fn(**{i.name: tf.constant(a) for i, a in zip(self._inputs, chunk)})
+            parts.append([result[name].numpy()[:real] for name in self._outputs])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(self._outputs))]
 
     def export_saved_model(self, directory: str | os.PathLike) -> Path:
         return self.path  # already traced

@@ -1,0 +1,177 @@
+"""Making one precision's .tflite and running it in LiteRT (inside the exporter's child).
+
+float32 comes first: it is the base that ai-edge-quantizer derives float16, dynamic
+and int4 from in milliseconds. Each ai-edge-quantizer result must agree with the
+float32 .tflite on the check samples, or the TFLite converter makes that precision
+instead (int4 has no converter equivalent: it is kept, with the disagreement noted
+for the exporter's warning). int8 and int16x8 come from the converter, calibrated.
+Every requested precision then runs on the evaluation samples; the exporter
+compares the outputs with the float model's.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgeopt.convert import engines
+from edgeopt.convert.inspect import inspect_tflite
+from edgeopt.convert.job import Job
+from edgeopt.convert.litert import TfliteRunner
+from edgeopt.convert.precision import IODtype, Precision
+from edgeopt.convert.validate import Labels, compare_outputs, disagreement
+from edgeopt.errors import ConversionError
+
+
+def flex_ops(data: bytes) -> list[str]:
+    """The Select TF (Flex) ops of a .tflite model, which LiteRT without the Flex delegate cannot run."""
+    return sorted(op.removeprefix("CUSTOM:") for op in inspect_tflite(data).op_counts if op.startswith("CUSTOM:Flex"))
+
+
+def not_runnable(data: bytes) -> str | None:
+    """Why this LiteRT cannot run the model, or None."""
+    ops = flex_ops(data)
+    if not ops:
+        return None
+    return (f"it has Select TF ops ({', '.join(ops[:6])}), which need the Flex delegate that this LiteRT "
+            "interpreter lacks; run it where the Flex delegate is linked (tensorflow-lite-select-tf-ops)")
+
+
+def _failed(error: str) -> str:
+    first = " ".join(error.split()).split(". ")[0][:160].rstrip(".")
+    return f"the float32 .tflite failed ({first}; see its entry)"
+
+
+class Conversion:
+    """Makes the precisions of `job`, float32 first.
+
+    Args:
+        job: what to make.
+        say: reports a progress line.
+        step: reports the step a precision has reached (`converting`, `validating`).
+    """
+
+    def __init__(self, job: Job, say: Callable[[str], None], step: Callable[[str, str], None]):
+        self.job = job
+        self.say = say
+        self.step = step
+        self.calibration = job.read_samples("calibration")
+        self.eval_x = job.read_samples("eval")
+        self.check_x = job.read_samples("check")
+        self.float_bytes: bytes | None = None
+        self.float_check: list[np.ndarray] | None = None
+        self.float_problem: str | None = None  # why float32 cannot serve as the base or the check
+
+    def adopt(self, precision: str, result: dict) -> None:
+        """Takes over float32 from an earlier child (its bytes and check outputs)."""
+        if precision != Precision.FLOAT32:
+            return
+        if result.get("status") != "ok":
+            self.float_problem = _failed(result.get("error") or "")
+            return
+        self.float_bytes = self.job.model_path(precision).read_bytes()
+        self.float_check = self.job.read_outputs(precision, "check")
+        if self.float_check is None and self.check_x is not None:
+            self.float_problem = result.get("not_validated") or "the float32 .tflite did not run on the check samples"
+
+    def failed(self, precision: str, error: str) -> None:
+        if precision == Precision.FLOAT32:
+            self.float_problem = _failed(error)
+
+    def run(self, data: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs, in the job's output order, on samples in its input order."""
+        runner = TfliteRunner(data)
+        if sorted(runner.input_names) == sorted(self.job.inputs):
+            outputs = runner.run_named(dict(zip(self.job.inputs, samples)))
+        else:  # the names were lost on the way: the converter's order
+            outputs = dict(zip(runner.output_names, runner.run_all(samples)))
+        if sorted(outputs) == sorted(self.job.outputs):
+            return [outputs[name] for name in self.job.outputs]
+        return list(outputs.values())
+
+    def make(self, name: str) -> tuple[dict, bytes, dict]:
+        """(result, .tflite bytes, outputs by kind) of one precision.
+
+        Raises:
+            EdgeoptError: the precision cannot be made or run.
+        """
+        precision = Precision(name)
+        if precision is Precision.FLOAT32:
+            self.say("converting float32 (TFLite converter)")
+            data, settings = self._converter(precision)
+            self.float_bytes = data
+        elif precision in engines.QUANTIZER_PRECISIONS:
+            data, settings = self._quantized(precision)
+        else:
+            data, settings = self._calibrated(precision)
+        result = {"precision": name, "status": "ok", "settings": settings, "not_validated": not_runnable(data)}
+        outputs: dict[str, list[np.ndarray]] = {}
+        if precision is Precision.FLOAT32 and self.check_x is not None:
+            if result["not_validated"]:
+                self.float_problem = f"the float32 .tflite cannot run here: {result['not_validated']}"
+            else:
+                self.float_check = outputs["check"] = self.run(data, self.check_x)
+        if name in self.job.precisions and self.eval_x is not None and not result["not_validated"]:
+            self.step(name, "validating")
+            self.say(f"validating {name} in LiteRT on {len(self.eval_x[0])} samples")
+            outputs["eval"] = self.run(data, self.eval_x)
+        return result, data, outputs
+
+    def _converter(self, precision: Precision, **kwargs) -> tuple[bytes, dict]:
+        return engines.convert_saved_model(self.job.saved_model, precision, input_names=self.job.inputs,
+                                           batch_size=self.job.batch_size, select_tf_ops=self.job.select_tf_ops,
+                                           **kwargs)
+
+    def _calibrated(self, precision: Precision) -> tuple[bytes, dict]:
+        io_dtype = IODtype(self.job.io_dtype)
+        if self.job.quantization_aware and precision is Precision.INT8:
+            # The learned fake-quant ranges set the scales; calibration would override them.
+            self.say("converting int8 from the quantization-aware model's learned ranges (TFLite converter)")
+            return self._converter(precision, io_dtype=io_dtype, learned_ranges=True)
+        samples = self.calibration
+        what = f" (calibrating on {len(samples[0])} samples)" if samples is not None else ""
+        self.say(f"converting {precision}{what} (TFLite converter)")
+        return self._converter(precision, calibration=samples, io_dtype=io_dtype)
+
+    def _quantized(self, precision: Precision) -> tuple[bytes, dict]:
+        if self.float_bytes is None:
+            if precision is Precision.INT4:
+                raise ConversionError(
+                    f"int4 is made from the float32 .tflite by ai-edge-quantizer. Received: {self.float_problem}. "
+                    "Make float32 convert first; int4 has no TFLite converter route."
+                )
+            self.say(f"converting {precision} (TFLite converter; no float32 base)")
+            data, settings = self._converter(precision)
+            settings["fallback_reason"] = self.float_problem
+            return data, settings
+        self.say(f"quantizing {precision} (ai-edge-quantizer, from the float32 model)")
+        try:
+            data, settings = engines.quantize_tflite(self.float_bytes, precision)
+        except ConversionError as exc:
+            if precision is Precision.INT4:
+                raise
+            data, settings, problem = None, None, str(exc)
+        else:
+            problem = self._disagreement(data)
+        if problem is None:
+            return data, settings
+        if precision is Precision.INT4:  # no converter equivalent: keep it; the exporter warns
+            settings["check"] = problem
+            return data, settings
+        self.say(f"{precision}: ai-edge-quantizer result rejected ({problem}); using the TFLite converter")
+        data, settings = self._converter(precision)
+        settings["fallback_reason"] = problem
+        return data, settings
+
+    def _disagreement(self, data: bytes) -> str | None:
+        """Why an ai-edge-quantizer result differs too much from the float32 .tflite, or None."""
+        if self.check_x is None:
+            return None
+        if self.float_check is None:
+            return f"not checked: {self.float_problem}"
+        reason = not_runnable(data)
+        if reason:
+            return f"not checked: {reason}"
+        labels = [Labels(kind) for kind in self.job.output_kinds] if self.job.output_kinds else None
+        return disagreement(compare_outputs(self.run(data, self.check_x), self.float_check, labels))
