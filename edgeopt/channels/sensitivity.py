@@ -1,0 +1,2 @@
+class SensitivityResult: pass
+def channel_sensitivity(): pass
