@@ -6,6 +6,7 @@ its producers together. A higher score means a channel is kept first.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -32,6 +33,14 @@ class Criterion(StrEnum):
     L2 = "l2"
     BN_GAMMA = "bn_gamma"
     TAYLOR = "taylor"
+
+
+def warn_user(message: str) -> None:
+    """`warnings.warn` pointing at the first caller outside `edgeopt.channels`."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("edgeopt.channels"):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
 
 
 def parse_criterion(criterion: Any) -> Criterion:
@@ -76,8 +85,8 @@ def group_scores(graph: ChannelGraph, criterion: Criterion | str, *, data: Any =
                     seen.add(index)
         missing = [i for i in scores if i not in seen]
         if missing:
-            warnings.warn("prune_channels: criterion 'bn_gamma' found no BatchNormalization in groups "
-                          f"{[graph.groups[i].name for i in missing]}; ranking them by 'l1' instead.", stacklevel=3)
+            warn_user("criterion 'bn_gamma' found no BatchNormalization in groups "
+                      f"{[graph.groups[i].name for i in missing]}; ranking them by 'l1' instead.")
         fallback = _magnitude(graph, {i: scores[i] for i in missing}, Criterion.L1)
         scores.update(fallback)
         return scores

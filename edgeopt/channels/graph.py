@@ -38,6 +38,12 @@ ELEMENTWISE = frozenset({"linear", "relu", "relu6", "sigmoid", "tanh", "swish", 
                          "softplus", "softsign", "hard_sigmoid", "hard_silu", "hard_swish", "exponential",
                          "leaky_relu", "mish", "log_sigmoid", "celu", "hard_tanh", "tanh_shrink", "soft_shrink",
                          "hard_shrink", "sparse_plus", "squareplus", None})
+# Built-in layers that mix the channels they read (their inputs' groups are frozen, without a warning).
+MIXING = frozenset({"Softmax", "LayerNormalization", "UnitNormalization", "GroupNormalization"})
+
+
+class Mixing(str):
+    """A barrier reason for a layer that is understood but mixes channels (softmax, ...): no warning."""
 
 
 @dataclass(frozen=True)
@@ -239,16 +245,17 @@ class ChannelGraph:
 
     def _barrier(self, layer: Any, kind: str | None, in_spaces: list[Space], out_shapes: list, why: str | None):
         label = f"{layer.name} ({type(layer).__name__}{', ' + why if why else ''})"
+        severity = "mixes channels" if isinstance(why, Mixing) else "unsupported"
         self._barred.add(id(layer))
         role = self.roles.pop(id(layer), None)
         spaces = list(in_spaces) + [s for s in (role and (role.in_space, role.space)) or () if s is not None]
         if role is not None and role.out_atom is not None:
             spaces.append(Space((role.out_atom,)))
         for space in spaces:
-            self._freeze(space, "unsupported", label)
+            self._freeze(space, severity, label)
         out = [Space((self._new_atom(s[-1] if s else -1),)) for s in out_shapes]
         for space in out:
-            self._freeze(space, "unsupported", label)
+            self._freeze(space, severity, label)
         return out
 
     def _rule(self, layer, kind, spaces, in_shapes, out_shapes):
@@ -261,11 +268,14 @@ class ChannelGraph:
             return "several inputs"
         if not _channels_last(config):
             return "channels_first data"
+        if kind in MIXING:
+            return Mixing("mixes channels")
         if kind in PRODUCERS | SEPARABLE | DEPTHWISE:
             if config.get("groups", 1) != 1:
                 return f"groups={config['groups']}"
-            if not _activation_ok(config):
-                return f"activation {config.get('activation')!r} mixes channels"
+            mixing = not _activation_ok(config)
+            if mixing and kind in DEPTHWISE:
+                return Mixing(f"activation {config.get('activation')!r} mixes channels")
             expected = (2 if kind in SEPARABLE else 1) + bool(config.get("use_bias", True))
             if len(layer.weights) != expected:
                 return "unexpected weights (quantized or LoRA?)"
@@ -273,7 +283,11 @@ class ChannelGraph:
                 if config.get("depth_multiplier", 1) != 1:
                     return f"depth_multiplier={config['depth_multiplier']}"
                 return self._channelwise(layer, kind, spaces[0])
-            return self._producer(layer, kind, spaces[0], out_shapes[0][-1], config.get("depth_multiplier", 1))
+            out = self._producer(layer, kind, spaces[0], out_shapes[0][-1], config.get("depth_multiplier", 1))
+            if mixing:  # it reads its input like any kernel; only its own outputs are tied together
+                self._freeze(out[0], "mixes channels", f"{layer.name} (activation {config.get('activation')!r} "
+                             "mixes channels)")
+            return out
         if kind == "BatchNormalization":
             expected = 2 + bool(config.get("center", True)) + bool(config.get("scale", True))
             if not _axis_is_last(config.get("axis", -1), len(in_shapes[0])) or len(layer.weights) != expected:
@@ -281,7 +295,7 @@ class ChannelGraph:
             return self._channelwise(layer, kind, spaces[0])
         if kind in PASSTHROUGH | POOLING:
             if kind == "Activation" and not _activation_ok(config):
-                return f"activation {config.get('activation')!r} mixes channels"
+                return Mixing(f"activation {config.get('activation')!r} mixes channels")
             return [spaces[0]] * len(out_shapes)
         if kind == "Flatten":
             dims = in_shapes[0][1:-1]

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from edgeopt.channels.criteria import Criterion, group_scores, parse_criterion
+from edgeopt.channels.criteria import Criterion, group_scores, parse_criterion, warn_user
 from edgeopt.channels.graph import ChannelGraph
 from edgeopt.channels.rebuild import rebuild
 from edgeopt.errors import ConfigError
@@ -121,11 +120,10 @@ class ChannelPruner:
             if isinstance(ratio, float):
                 asked[group.index] = ratio
                 continue
-            for pattern, value in ratio.items():
-                if any(fnmatch.fnmatchcase(name, pattern) for name in group.producers):
-                    used.add(pattern)
-                    asked[group.index] = value
-                    break
+            hits = [p for p in ratio if any(fnmatch.fnmatchcase(name, p) for name in group.producers)]
+            used.update(hits)
+            if hits:
+                asked[group.index] = ratio[hits[0]]
         if isinstance(ratio, dict):
             unmatched = [p for p in ratio if p not in used]
             producers = [n for g in self.graph.groups for n in g.producers]
@@ -133,15 +131,15 @@ class ChannelPruner:
                 raise ConfigError(f"No ratio pattern matches a prunable layer. Received: ratio={ratio}. "
                                   f"Layers whose outputs can be pruned: {producers[:30]}.")
             if unmatched:
-                warnings.warn(f"prune_channels: ratio patterns matched no layer: {unmatched}", stacklevel=3)
+                warn_user(f"prune_channels: ratio patterns matched no layer: {unmatched}")
         blocked = [g for g in self.graph.groups if g.index in asked and asked[g.index] > 0 and g.blockers
                    and g.size > 1]
         if blocked:
             blockers = sorted({b for g in blocked for b in g.blockers})
-            warnings.warn(
+            warn_user(
                 f"prune_channels: left {len(blocked)} channel group(s) unpruned ({[g.name for g in blocked]}) "
                 f"because these layers cannot be followed: {blockers}. Replace them with built-in Keras layers "
-                "to prune those channels.", stacklevel=3)
+                "to prune those channels.")
         return {i: r for i, r in asked.items() if self.graph.groups[i].prunable}
 
     def keep(self, ratios: dict[int, float], round_to: int = 1) -> dict[int, np.ndarray]:
@@ -215,7 +213,7 @@ def prune_channels(model: Any, ratio: float | dict[str, float], *, criterion: Cr
     ratios = pruner.group_ratios(ratio)
     keep = pruner.keep(ratios, round_to)
     if not any(len(keep[i]) < pruner.graph.groups[i].size for i in ratios):
-        warnings.warn("prune_channels: no channel to remove at this ratio (no prunable group, or too few "
-                      "channels); returning an unchanged copy.", stacklevel=2)
+        warn_user("prune_channels: no channel to remove at this ratio (no prunable group, or too few "
+                  "channels); returning an unchanged copy.")
     new = pruner.build(keep)
     return (new, pruner.plan(ratios, keep)) if return_plan else new

@@ -170,7 +170,13 @@ def zeroed(model, plan):
     and friends keep 0 at 0. Consumers then see zeros where the pruned model has no
     channel at all, so both must compute the same outputs.
     """
-    copy = clone_with_weights(model)
+    if type(model).__module__.startswith("keras."):  # the test's own Lambda layers may be copied
+        from keras.src.saving.serialization_lib import SafeModeScope
+
+        with SafeModeScope(False):
+            copy = clone_with_weights(model)
+    else:
+        copy = clone_with_weights(model)
     for group in plan.groups:
         removed = np.setdiff1d(np.arange(group.channels), group.kept)
         if not removed.size:
