@@ -38,6 +38,7 @@ ELEMENTWISE = frozenset({"linear", "relu", "relu6", "sigmoid", "tanh", "swish", 
                          "softplus", "softsign", "hard_sigmoid", "hard_silu", "hard_swish", "exponential",
                          "leaky_relu", "mish", "log_sigmoid", "celu", "hard_tanh", "tanh_shrink", "soft_shrink",
                          "hard_shrink", "sparse_plus", "squareplus", None})
+MIXING_ACTIVATIONS = frozenset({"softmax", "log_softmax", "glu", "sparsemax"})
 # Built-in layers that mix the channels they read (their inputs' groups are frozen, without a warning).
 MIXING = frozenset({"Softmax", "LayerNormalization", "UnitNormalization", "GroupNormalization"})
 
@@ -162,9 +163,17 @@ def _channels_last(config: dict) -> bool:
     return config.get("data_format") in (None, "channels_last")
 
 
-def _activation_ok(config: dict) -> bool:
+def _activation_problem(config: dict) -> str | None:
+    """None for an elementwise activation; a `Mixing` reason for softmax & co; a plain one if unknown."""
     activation = config.get("activation")
-    return isinstance(activation, str) and activation in ELEMENTWISE or activation is None
+    if activation is None or isinstance(activation, str) and activation in ELEMENTWISE:
+        return None
+    if isinstance(activation, str) and activation in MIXING_ACTIVATIONS:
+        return Mixing(f"activation {activation!r} mixes channels")
+    if isinstance(activation, dict):  # a serialized custom function or object
+        activation = activation.get("config") if isinstance(activation.get("config"), str) else \
+            activation.get("class_name")
+    return f"unknown activation {activation!r}"
 
 
 def _axis_is_last(axis: Any, rank: int) -> bool:
@@ -273,9 +282,9 @@ class ChannelGraph:
         if kind in PRODUCERS | SEPARABLE | DEPTHWISE:
             if config.get("groups", 1) != 1:
                 return f"groups={config['groups']}"
-            mixing = not _activation_ok(config)
-            if mixing and kind in DEPTHWISE:
-                return Mixing(f"activation {config.get('activation')!r} mixes channels")
+            problem = _activation_problem(config)
+            if problem and kind in DEPTHWISE:
+                return problem
             expected = (2 if kind in SEPARABLE else 1) + bool(config.get("use_bias", True))
             if len(layer.weights) != expected:
                 return "unexpected weights (quantized or LoRA?)"
@@ -284,18 +293,20 @@ class ChannelGraph:
                     return f"depth_multiplier={config['depth_multiplier']}"
                 return self._channelwise(layer, kind, spaces[0])
             out = self._producer(layer, kind, spaces[0], out_shapes[0][-1], config.get("depth_multiplier", 1))
-            if mixing:  # it reads its input like any kernel; only its own outputs are tied together
-                self._freeze(out[0], "mixes channels", f"{layer.name} (activation {config.get('activation')!r} "
-                             "mixes channels)")
+            if problem:  # it reads its input like any kernel; only its own outputs are tied together
+                self._freeze(out[0], "mixes channels" if isinstance(problem, Mixing) else "unsupported",
+                             f"{layer.name} ({problem})")
             return out
         if kind == "BatchNormalization":
             expected = 2 + bool(config.get("center", True)) + bool(config.get("scale", True))
-            if not _axis_is_last(config.get("axis", -1), len(in_shapes[0])) or len(layer.weights) != expected:
+            if not _axis_is_last(config.get("axis", -1), len(in_shapes[0])):
                 return f"axis={config.get('axis')}"
+            if len(layer.weights) != expected:
+                return "unexpected weights (renorm?)"
             return self._channelwise(layer, kind, spaces[0])
         if kind in PASSTHROUGH | POOLING:
-            if kind == "Activation" and not _activation_ok(config):
-                return Mixing(f"activation {config.get('activation')!r} mixes channels")
+            if kind == "Activation" and _activation_problem(config):
+                return _activation_problem(config)
             return [spaces[0]] * len(out_shapes)
         if kind == "Flatten":
             dims = in_shapes[0][1:-1]

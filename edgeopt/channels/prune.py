@@ -140,6 +140,11 @@ class ChannelPruner:
                 f"prune_channels: left {len(blocked)} channel group(s) unpruned ({[g.name for g in blocked]}) "
                 f"because these layers cannot be followed: {blockers}. Replace them with built-in Keras layers "
                 "to prune those channels.")
+        if isinstance(ratio, dict):
+            kept_whole = [g for g in self.graph.groups if asked.get(g.index, 0) > 0 and g.frozen and not g.blockers]
+            if kept_whole:
+                warn_user("prune_channels: the ratio names groups that must keep their channels: " + "; ".join(
+                    f"{g.name} ({', '.join(g.frozen)})" for g in kept_whole))
         return {i: r for i, r in asked.items() if self.graph.groups[i].prunable}
 
     def keep(self, ratios: dict[int, float], round_to: int = 1) -> dict[int, np.ndarray]:

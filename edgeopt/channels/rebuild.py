@@ -28,6 +28,8 @@ def space_indices(graph: ChannelGraph, space: Space, keep: dict[int, np.ndarray]
 
 
 def _fresh(layer: Any, config: dict) -> Any:
+    if isinstance(config.get("activation"), dict) and callable(getattr(layer, "activation", None)):
+        config = {**config, "activation": layer.activation}  # a custom function: reuse it, do not deserialize it
     try:
         return layer.__class__.from_config(config)
     except Exception as exc:

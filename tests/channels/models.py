@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeopt._keras import clone_with_weights, keras_module
+from edgeopt._keras import flavour_of, keras_module
 
 
 def _randomize(model, seed=0):
@@ -162,6 +162,27 @@ def sample(model, n=16, seed=1):
     return np.random.default_rng(seed).normal(0, 1, (n, *shape)).astype("float32")
 
 
+def _copy(model):
+    """A copy with the same weights; the tests' own Lambdas and custom activations are carried over."""
+    k = keras_module(flavour_of(model))
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = layer.activation
+        return layer.__class__.from_config(config)
+
+    if flavour_of(model) == "keras3":
+        from keras.src.saving.serialization_lib import SafeModeScope
+
+        with SafeModeScope(False):
+            copy = k.models.clone_model(model, clone_function=clone)
+    else:
+        copy = k.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def zeroed(model, plan):
     """A copy of `model` whose removed channels are exactly 0 wherever they appear.
 
@@ -170,13 +191,7 @@ def zeroed(model, plan):
     and friends keep 0 at 0. Consumers then see zeros where the pruned model has no
     channel at all, so both must compute the same outputs.
     """
-    if type(model).__module__.startswith("keras."):  # the test's own Lambda layers may be copied
-        from keras.src.saving.serialization_lib import SafeModeScope
-
-        with SafeModeScope(False):
-            copy = clone_with_weights(model)
-    else:
-        copy = clone_with_weights(model)
+    copy = _copy(model)
     for group in plan.groups:
         removed = np.setdiff1d(np.arange(group.channels), group.kept)
         if not removed.size:

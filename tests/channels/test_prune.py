@@ -275,3 +275,36 @@ def test_mobilenetv2_prunes_by_half_and_converts(flavour, tmp_path):
     entry = export_tflite(new, ["float32"], output_dir=tmp_path, eval_data=x)["float32"]
     assert entry.status == "ok" and entry.validation["max_abs_error"] < 1e-4
     assert inspect_tflite(entry.path).outputs[0].shape[1:] == [10]
+
+
+def _squared(t):
+    return t * t
+
+
+def test_nested_models_and_unknown_activations_are_barriers():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((8, 8, 8)), keras.layers.Conv2D(8, 1, name="inner_conv")], name="inner")
+    inputs = keras.Input((8, 8, 3))
+    a = keras.layers.Conv2D(8, 3, padding="same", name="into_nested")(inputs)
+    a = inner(a)
+    b = keras.layers.Conv2D(8, 3, padding="same", activation=_squared, name="squared")(inputs)
+    c = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="plain")(inputs)
+    x = keras.layers.Concatenate()([a, b, c])
+    model = keras.Model(inputs, keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(x)))
+    with pytest.warns(UserWarning, match=r"cannot be followed: \['inner', 'squared'\]"):
+        new, plan = prune_channels(model, 0.5, return_plan=True)
+    widths = {n: new.get_layer(n).get_config()["filters"] for n in ("into_nested", "squared", "plain")}
+    assert widths == {"into_nested": 8, "squared": 8, "plain": 4}
+    assert any("unknown activation" in reason for g in plan.groups for reason in g.frozen)
+    x = sample(model, 4)
+    np.testing.assert_allclose(new.predict(x, verbose=0), zeroed(model, plan).predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_ratio_naming_a_group_that_must_stay_whole_warns():
+    model = build("conv_chain", "keras3")
+    with pytest.warns(UserWarning, match=r"must keep their channels: logits \(logits is a model output\)"):
+        new = prune_channels(model, {"logits": 0.5, "c1": 0.5})
+    assert new.get_layer("c1").get_config()["filters"] == 4
