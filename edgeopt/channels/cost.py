@@ -11,7 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeopt.channels.graph import DEPTHWISE, PRODUCERS, SEPARABLE, ChannelGraph, Node
+from edgeopt.channels.graph import ChannelGraph, Node
+from edgeopt.channels.kinds import DEPTHWISE, PRODUCERS, SEPARABLE
 
 CONV_TYPES = PRODUCERS | DEPTHWISE | SEPARABLE
 

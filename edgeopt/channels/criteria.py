@@ -164,20 +164,31 @@ def _taylor(graph: ChannelGraph, scores: dict[int, np.ndarray], data: Any, batch
     model = graph.model
     k = _keras.keras_module(graph.flavour)
     x, y = _split(data)
+    n = len(x[0]) if isinstance(x, list) else len(x)
+    if y is not None and len(y) != n:
+        raise ConfigError(f"data has {n} samples but {len(y)} labels. Received: data=(x, y) of lengths {n} and "
+                          f"{len(y)}. Pass one label per sample.")
     consumers = [r for r in graph.roles.values() if r.in_space is not None
                  and any(i in scores for i, _ in positions(graph, r.in_space))]
     variables = [_variable(r.layer, "depthwise_kernel" if r.kind.startswith("Separable") else "kernel")
                  for r in consumers]
-    n = len(x[0]) if isinstance(x, list) else len(x)
     for start in range(0, n, batch_size):
         xb = [a[start:start + batch_size] for a in x] if isinstance(x, list) else x[start:start + batch_size]
         yb = None if y is None else y[start:start + batch_size]
-        with tf.GradientTape() as tape:
-            for variable in variables:
-                tape.watch(variable)
-            pred = model(xb, training=False)
-            loss = _loss(model, k, pred, yb)
-        grads = tape.gradient(loss, variables)
+        try:
+            with tf.GradientTape() as tape:
+                for variable in variables:
+                    tape.watch(variable)
+                pred = model(xb, training=False)
+                loss = _loss(model, k, pred, yb)
+            grads = tape.gradient(loss, variables)
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as exc:
+            shapes = [a.shape for a in x] if isinstance(x, list) else x.shape
+            raise ConfigError(
+                f"data does not fit the model. Received: x of shape {shapes}"
+                f"{'' if y is None else f', y of shape {y.shape}'} for inputs "
+                f"{[tuple(t.shape) for t in model.inputs]} ({str(exc).splitlines()[0][:200]}). "
+                "Pass data=(x, y) with x shaped like the model's input and one label per sample.") from exc
         batch = {i: np.zeros_like(v) for i, v in scores.items()}
         for role, variable, grad in zip(consumers, variables, grads):
             if grad is None:

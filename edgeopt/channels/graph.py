@@ -22,30 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgeopt import _keras
+from edgeopt.channels.kinds import (DEPTHWISE, ELEMENTWISE, MERGES, MIXING, MIXING_ACTIVATIONS, PASSTHROUGH, POOLING,
+                                     PRODUCERS, SEPARABLE, Mixing, builtin_kind, constants, is_elementwise_op)
 from edgeopt.errors import ConfigError
-
-PRODUCERS = frozenset({"Dense", "Conv1D", "Conv2D", "Conv3D"})
-SEPARABLE = frozenset({"SeparableConv1D", "SeparableConv2D"})
-DEPTHWISE = frozenset({"DepthwiseConv1D", "DepthwiseConv2D"})
-MERGES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
-POOLING = frozenset(f"{p}Pooling{d}D" for p in ("Max", "Average", "GlobalMax", "GlobalAverage") for d in (1, 2, 3)) \
-    | frozenset(f"{p}{d}D" for p in ("ZeroPadding", "Cropping", "UpSampling") for d in (1, 2, 3))
-PASSTHROUGH = frozenset({"ReLU", "ELU", "LeakyReLU", "ThresholdedReLU", "Activation", "Dropout", "SpatialDropout1D",
-                         "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
-                         "ActivityRegularization", "Identity"})
-# Activations that act on each value alone (softmax and friends mix the channels).
-ELEMENTWISE = frozenset({"linear", "relu", "relu6", "sigmoid", "tanh", "swish", "silu", "gelu", "elu", "selu",
-                         "softplus", "softsign", "hard_sigmoid", "hard_silu", "hard_swish", "exponential",
-                         "leaky_relu", "mish", "log_sigmoid", "celu", "hard_tanh", "tanh_shrink", "soft_shrink",
-                         "hard_shrink", "sparse_plus", "squareplus", None})
-MIXING_ACTIVATIONS = frozenset({"softmax", "log_softmax", "glu", "sparsemax"})
-# Built-in layers that mix the channels they read (their inputs' groups are frozen, without a warning).
-MIXING = frozenset({"Softmax", "LayerNormalization", "UnitNormalization", "GroupNormalization"})
-
-
-class Mixing(str):
-    """A barrier reason for a layer that is understood but mixes channels (softmax, ...): no warning."""
-
 
 @dataclass(frozen=True)
 class Space:
@@ -105,16 +84,6 @@ class Group:
         return not self.frozen and bool(self.producers) and self.size > 1
 
 
-def builtin_kind(layer: Any) -> str | None:
-    """The class name of a built-in Keras 3 / tf_keras layer; `None` for custom layers and ops."""
-    cls = type(layer)
-    if cls.__module__.split(".", 1)[0] not in ("keras", "tf_keras"):
-        return None
-    if not any(c.__name__ == "Layer" for c in cls.__mro__) or any(c.__name__ == "Model" for c in cls.__mro__):
-        return None
-    return cls.__name__
-
-
 def _shape(tensor: Any) -> tuple:
     shape = tensor.shape
     return tuple(shape.as_list()) if hasattr(shape, "as_list") else tuple(shape)
@@ -146,8 +115,8 @@ def _functional(model: Any) -> Any:
     return model
 
 
-def _nodes(graph: Any) -> list[tuple[Any, list, list]]:
-    """(layer, input tensors, output tensors) for every call, inputs before their users."""
+def _nodes(graph: Any) -> list[tuple[Any, list, list, list]]:
+    """(layer, input tensors, output tensors, other arguments) for every call, inputs before their users."""
     import tensorflow as tf
 
     calls = []
@@ -155,7 +124,8 @@ def _nodes(graph: Any) -> list[tuple[Any, list, list]]:
         for node in graph._nodes_by_depth[depth]:
             layer = getattr(node, "operation", None) or getattr(node, "layer", None)
             inputs = node.input_tensors if hasattr(node, "operation") else node.keras_inputs
-            calls.append((layer, [] if node.is_input else list(inputs), tf.nest.flatten(node.outputs)))
+            calls.append((layer, [] if node.is_input else list(inputs), tf.nest.flatten(node.outputs),
+                          [] if node.is_input else constants(node)))
     return calls
 
 
@@ -195,8 +165,8 @@ class ChannelGraph:
         self.nodes: list[Node] = []
         self._barred: set[int] = set()
         self._space: dict[tuple, Space] = {}
-        for layer, inputs, outputs in _nodes(graph):
-            self._visit(layer, inputs, outputs)
+        for layer, inputs, outputs, others in _nodes(graph):
+            self._visit(layer, inputs, outputs, others)
         for tensor in graph.outputs:
             self._freeze(self._space[_key(tensor)], "model output",
                          f"{tensor._keras_history[0].name} is a model output")
@@ -236,7 +206,7 @@ class ChannelGraph:
         return inner * space.tile
 
     # -- the rules, one layer call at a time -----------------------------------------------
-    def _visit(self, layer: Any, inputs: list, outputs: list) -> None:
+    def _visit(self, layer: Any, inputs: list, outputs: list, others: list) -> None:
         kind = builtin_kind(layer)
         in_spaces = [self._space[_key(t)] for t in inputs]
         in_shapes, out_shapes = [_shape(t) for t in inputs], [_shape(t) for t in outputs]
@@ -245,7 +215,12 @@ class ChannelGraph:
             for space in out:
                 self._freeze(space, "model input", f"{layer.name} is a model input")
         else:
-            out = None if id(layer) in self._barred else self._rule(layer, kind, in_spaces, in_shapes, out_shapes)
+            if id(layer) in self._barred:
+                out = None
+            elif kind in (None, "TFOpLambda") and is_elementwise_op(layer, others):
+                out = self._merge(layer, in_spaces, in_shapes, out_shapes)
+            else:
+                out = self._rule(layer, kind, in_spaces, in_shapes, out_shapes)
             if not isinstance(out, list):
                 out = self._barrier(layer, kind, in_spaces, out_shapes, out)
         for tensor, space in zip(outputs, out):
@@ -320,12 +295,20 @@ class ChannelGraph:
                 return "concatenates flattened tensors"
             return [Space(tuple(a for s in spaces for a in s.atoms))]
         if kind in MERGES or kind == "Concatenate":
-            last = out_shapes[0][-1]
-            kept = [s for s, shape in zip(spaces, in_shapes) if not (shape[-1] == 1 and last != 1)]
-            for other in kept[1:]:
-                self._unify(kept[0], other, layer)
-            return [kept[0]]
+            return self._merge(layer, spaces, in_shapes, out_shapes)
         return None
+
+    def _merge(self, layer, spaces, in_shapes, out_shapes):
+        """Elementwise over several inputs: they share channels, except ones broadcast along the last axis."""
+        if len(out_shapes) != 1 or not spaces:
+            return "several outputs"
+        last = out_shapes[0][-1]
+        kept = [s for s, shape in zip(spaces, in_shapes) if shape and not (shape[-1] == 1 and last != 1)]
+        if not kept or any(shape and shape[-1] not in (1, last) for shape in in_shapes):
+            return "broadcasts the last axis"
+        for other in kept[1:]:
+            self._unify(kept[0], other, layer)
+        return [kept[0]]
 
     def _producer(self, layer, kind, in_space, out_size, multiplier):
         role = self.roles.get(id(layer))

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from edgeopt import _keras
-from edgeopt.channels.graph import ChannelGraph, Role, Space, builtin_kind
+from edgeopt.channels.graph import ChannelGraph, Role, Space
+from edgeopt.channels.kinds import builtin_kind
 from edgeopt.errors import ConfigError
 
 

@@ -207,7 +207,16 @@ def channel_sensitivity(model: Any, eval_data: Any, ratios: Sequence[float] = (0
     name = getattr(metric, "__name__", "metric") if metric else "accuracy"
     say = progress or (lambda line: None)
     pruner = ChannelPruner(model, criterion=criterion, data=data)
-    baseline = float(score(y, _predict(model, x, batch_size)))
+    try:
+        baseline = float(score(y, _predict(model, x, batch_size)))
+    except (ValueError, TypeError, IndexError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"eval_data does not fit the model. Received: x of shape {np.shape(x)}, y of shape "
+                          f"{np.shape(y)} for inputs {[tuple(t.shape) for t in model.inputs]} "
+                          f"({str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}). "
+                          "Pass eval_data=(x, y) with x shaped like the model's input and one label per sample.") \
+            from exc
     full = graph_cost(pruner.graph)
     rows = []
     everything = pruner.keep({})

@@ -196,8 +196,9 @@ def zeroed(model, plan):
         removed = np.setdiff1d(np.arange(group.channels), group.kept)
         if not removed.size:
             continue
-        for name in group.layers:
-            layer = copy.get_layer(name)
+        layers = {layer.name: layer for layer in copy.layers}
+        for name in [n for n in group.layers if n in layers]:  # Keras 3 ops are not layers
+            layer = layers[name]
             weights = layer.get_weights()
             kind = type(layer).__name__
             if kind == "BatchNormalization":

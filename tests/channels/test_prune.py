@@ -149,7 +149,8 @@ def test_parse_ratio_accepts_valid_and_rejects_everything_else(value):
 def test_input_model_untouched_and_outputs_keep_shape(flavour):
     model = build("squeeze_excite", flavour)
     config, weights = json.dumps(model.get_config(), default=str), [w.copy() for w in model.get_weights()]
-    new = prune_channels(model, 0.6, criterion="bn_gamma")
+    with pytest.warns(UserWarning, match=r"no BatchNormalization in groups \['se_reduce', 'head'\]"):
+        new = prune_channels(model, 0.6, criterion="bn_gamma")
     new.compile(optimizer="adam", loss="mse")
     x = sample(model)
     new.fit(x, np.zeros((len(x), 4)), epochs=1, verbose=0)  # training the new model cannot reach the old one
@@ -158,6 +159,33 @@ def test_input_model_untouched_and_outputs_keep_shape(flavour):
         np.testing.assert_array_equal(old, now)
     assert new.output_shape == model.output_shape and new.input_shape == model.input_shape
     assert new.get_layer("logits").get_config()["units"] == 4  # feeds the model output: never pruned
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_elementwise_ops_pass_channels_through(flavour):
+    k = keras_module(flavour)
+    k.utils.set_random_seed(0)
+    if flavour == "keras3":
+        ops = k.ops
+        relu6, reverse = ops.relu6, lambda t: ops.flip(t, axis=-1)
+    else:
+        import tensorflow as tf
+
+        relu6, reverse = tf.nn.relu6, lambda t: tf.reverse(t, axis=[-1])
+    inputs = k.Input((8, 8, 3))
+    x = k.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = x * relu6(x + 3.0) / 6.0  # hard-swish written with ops, as MobileNetV3 does
+    y = k.layers.Conv2D(8, 1, name="reversed")(x)
+    y = reverse(y)
+    x = k.layers.Conv2D(6, 1, name="head")(k.layers.Concatenate()([x, y]))
+    model = k.Model(inputs, k.layers.Dense(3, name="logits")(k.layers.GlobalAveragePooling2D()(x)))
+    with pytest.warns(UserWarning, match=r"unpruned \(\['reversed'\]\).*(flip|reverse)"):
+        new, plan = prune_channels(model, 0.5, return_plan=True)
+    widths = {n: new.get_layer(n).get_config()["filters"] for n in ("conv", "reversed", "head")}
+    assert widths == {"conv": 4, "reversed": 8, "head": 3}
+    x = sample(model)
+    np.testing.assert_allclose(new.predict(x, verbose=0), zeroed(model, plan).predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-5)
 
 
 def _with_lambda(k, flavour):
@@ -200,7 +228,7 @@ def test_custom_layers_keras3_ops_and_grouped_convs_are_barriers():
     a = keras.layers.Conv2D(8, 3, padding="same", name="to_custom")(inputs)
     a = _Scale(name="scale")(a)
     b = keras.layers.Conv2D(8, 3, padding="same", name="to_op")(inputs)
-    b = keras.ops.relu(b) * 2.0
+    b = keras.ops.flip(b, axis=-1)  # an op that reorders channels
     c = keras.layers.Conv2D(8, 3, padding="same", name="to_grouped")(inputs)
     c = keras.layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(c)
     d = keras.layers.Conv2D(8, 3, padding="same", activation="softmax", name="softmaxed")(inputs)
@@ -210,7 +238,7 @@ def test_custom_layers_keras3_ops_and_grouped_convs_are_barriers():
     with pytest.warns(UserWarning, match="cannot be followed") as record:
         new = prune_channels(model, 0.5)
     message = str(record[0].message)
-    for name in ("scale", "grouped", "relu"):  # relu: the keras.ops call
+    for name in ("scale", "grouped", "flip"):
         assert name in message
     assert "softmaxed" not in message  # understood (softmax mixes its outputs), so frozen without a warning
     widths = {l.name: l.get_config()["filters"] for l in new.layers if type(l).__name__ == "Conv2D"}
@@ -308,3 +336,34 @@ def test_ratio_naming_a_group_that_must_stay_whole_warns():
     with pytest.warns(UserWarning, match=r"must keep their channels: logits \(logits is a model output\)"):
         new = prune_channels(model, {"logits": 0.5, "c1": 0.5})
     assert new.get_layer("c1").get_config()["filters"] == 4
+
+
+@pytest.mark.slow
+def test_mobilenetv3_with_op_written_hard_swish_prunes_without_frozen_groups():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), weights=None, classes=10,
+                                                    include_preprocessing=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no group is left unpruned for want of understanding a layer
+        new, plan = prune_channels(model, 0.5, return_plan=True)
+    frozen = {g.name: g.frozen for g in plan.groups if g.frozen}
+    assert frozen == {"logits": ["predictions (Activation, activation 'softmax' mixes channels)"]}
+    assert sum(len(g.kept) < g.channels for g in plan.groups) > 20
+    x = np.random.default_rng(0).uniform(0, 1, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(new.predict(x, verbose=0), zeroed(model, plan).predict(x, verbose=0),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_taylor_data_that_does_not_fit_is_a_config_error():
+    model = build("conv_chain", "keras3")
+    x = sample(model, 8)
+    with pytest.raises(ConfigError, match=r"data does not fit the model. Received: x of shape \(8, 4, 4\)"):
+        prune_channels(model, 0.5, criterion="taylor", data=x[:, :4, :4, 0])
+    with pytest.raises(ConfigError, match="data has 8 samples but 3 labels"):
+        prune_channels(model, 0.5, criterion="taylor", data=(x, np.zeros(3)))
+    with pytest.raises(ConfigError, match="data must be x or"):
+        prune_channels(model, 0.5, criterion="taylor", data=np.float32(1.0))

@@ -95,3 +95,8 @@ def test_bad_eval_data_and_targets(sensitivity, trained, digits):
         result.choose_ratios(1.2)
     with pytest.raises(ConfigError, match="by must be 'params' or 'macs'"):
         result.choose_ratios(0.5, by="flops")
+
+
+def test_eval_data_that_does_not_fit_is_a_config_error(trained, digits):
+    with pytest.raises(ConfigError, match="eval_data does not fit the model"):
+        channel_sensitivity(trained("keras3"), (digits.x_test[:, :4], digits.y_test))
