@@ -47,6 +47,8 @@ _LAZY = {
     "cluster_weights": "edgeopt.clustering.api",
     "strip_clustering": "edgeopt.clustering.api",
     "factorize": "edgeopt.lowrank.svd",
+    "prune_channels": "edgeopt.channels.prune",
+    "channel_sensitivity": "edgeopt.channels.sensitivity",
     "quantize_aware": "edgeopt.qat.api",
     "Distiller": "edgeopt.distill.api",
     "run_recipe": "edgeopt.pipeline.run",
@@ -68,6 +70,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.pipeline.run import run_recipe
     from edgeopt.qat.api import quantize_aware
     from edgeopt.lowrank.svd import factorize
+    from edgeopt.channels.prune import prune_channels
+    from edgeopt.channels.sensitivity import channel_sensitivity
     from edgeopt.pruning.callback import KeepSparsity, Pruning
     from edgeopt.pruning.report import sparsity_report
     from edgeopt.pruning.schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
