@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edgeopt.convert import data_files
-from edgeopt.convert.signature import InputInfo
+from edgeopt.convert.signature import InputInfo, safe_names
 from edgeopt.errors import ConfigError
 
 IMAGE_SUFFIXES = data_files.IMAGE_SUFFIXES
@@ -227,11 +227,12 @@ def _arrange(x, inputs: list[InputInfo], *, what: str, origin: str) -> list:
             return [x[0]]
         return [x]
     if isinstance(x, dict):
+        x = {**{safe_names([k], "input")[0]: v for k, v in x.items()}, **{str(k): v for k, v in x.items()}}
         missing = [n for n in names if n not in x]
         if missing:
             raise ConfigError(
                 f"The {what} lacks input(s) {', '.join(map(repr, missing))}. Received: a dict with keys "
-                f"{sorted(map(str, x))} from {origin}. Give one array per input, keyed {', '.join(map(repr, names))}."
+                f"{sorted(map(str, x))[:12]} from {origin}. Give one array per input, keyed {', '.join(map(repr, names))}."
             )
         return [x[n] for n in names]
     if isinstance(x, (list, tuple)) and len(x) == len(inputs):

@@ -41,6 +41,7 @@ from typing import Callable
 import edgeopt
 from edgeopt import _quiet
 from edgeopt.convert.job import Job, failed_result
+from edgeopt.errors import ConversionError
 
 Progress = Callable[[str], None]
 _TAIL_CHARS = 2000
@@ -111,23 +112,36 @@ class Worker:
     def __init__(self):
         self.env = _child_env()
         self.verbose = _quiet.is_verbose()
-        self._log_dir = None if self.verbose else tempfile.mkdtemp(prefix="edgeopt-convert-")
-        self.log_path = None if self._log_dir is None else Path(self._log_dir) / "worker.log"
+        self._log_dir = self.log_path = log = None
+        if not self.verbose:
+            try:
+                self._log_dir = tempfile.mkdtemp(prefix="edgeopt-convert-")
+                self.log_path = Path(self._log_dir) / "worker.log"
+                log = open(self.log_path, "ab")  # appends: truncating it per job works
+            except OSError:  # no room for a log: the child still runs, its last words are lost
+                self._remove_log()
+                self.log_path, log = None, subprocess.DEVNULL
         read_fd, write_fd = os.pipe()
-        log = open(self.log_path, "ab") if self.log_path else None  # appends: truncating it per job works
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edgeopt.convert._worker", "--status-fd", str(write_fd)],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT if log else None,
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT if log is not None else None,
                 pass_fds=(write_fd,), env=self.env,
             )
+        except OSError as exc:
+            os.close(read_fd)
+            self._remove_log()
+            raise ConversionError(
+                f"Cannot start the conversion process. Received: {exc.strerror or exc} for {sys.executable!r}. "
+                "Check that this Python can start another process (free memory, process limits)."
+            ) from exc
         except BaseException:
             os.close(read_fd)
             self._remove_log()
             raise
         finally:
             os.close(write_fd)
-            if log:
+            if log is not None and log is not subprocess.DEVNULL:
                 log.close()
         self._status: int | None = read_fd
         self._buffer = b""
