@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edgeopt.convert import data_files
-from edgeopt.convert.signature import InputInfo
+from edgeopt.convert.signature import InputInfo, safe_names
 from edgeopt.errors import ConfigError
 
 IMAGE_SUFFIXES = data_files.IMAGE_SUFFIXES
@@ -182,7 +182,7 @@ def _read(data, inputs: list[InputInfo], *, what, scale, mean):
     if isinstance(data, dict):
         return data, None, "a dict of arrays"
     if isinstance(data, tuple) and len(data) == 2 and (not several or isinstance(data[0], (list, tuple, dict))):
-        return data[0] if isinstance(data[0], dict) else _as_arrays(data[0], several), data[1], "an (x, y) pair"
+        return data[0], data[1], "an (x, y) pair"
     if several and isinstance(data, (list, tuple)) and data and all(isinstance(a, np.ndarray) for a in data):
         return list(data), None, "a list of arrays"
     if isinstance(data, (str, os.PathLike)):
@@ -217,10 +217,6 @@ def _read(data, inputs: list[InputInfo], *, what, scale, mean):
     )
 
 
-def _as_arrays(x, several: bool):
-    return list(x) if several and isinstance(x, (list, tuple)) else np.asarray(x) if not several else x
-
-
 def _arrange(x, inputs: list[InputInfo], *, what: str, origin: str) -> list:
     """The samples as one array per input, in input order."""
     names = [i.name for i in inputs]
@@ -231,11 +227,12 @@ def _arrange(x, inputs: list[InputInfo], *, what: str, origin: str) -> list:
             return [x[0]]
         return [x]
     if isinstance(x, dict):
+        x = {**{safe_names([k], "input")[0]: v for k, v in x.items()}, **{str(k): v for k, v in x.items()}}
         missing = [n for n in names if n not in x]
         if missing:
             raise ConfigError(
                 f"The {what} lacks input(s) {', '.join(map(repr, missing))}. Received: a dict with keys "
-                f"{sorted(map(str, x))} from {origin}. Give one array per input, keyed {', '.join(map(repr, names))}."
+                f"{sorted(map(str, x))[:12]} from {origin}. Give one array per input, keyed {', '.join(map(repr, names))}."
             )
         return [x[n] for n in names]
     if isinstance(x, (list, tuple)) and len(x) == len(inputs):
@@ -280,11 +277,12 @@ def _check_x(x: np.ndarray, input_info: InputInfo, *, what: str, origin: str) ->
             f"the model input is {expected}. Pass samples batch-first, each of shape {model_shape[1:]}."
         )
     if want_float:
+        with np.errstate(over="ignore"):  # float64 beyond the input's range becomes Inf, refused below
+            x = x.astype(np.dtype(input_info.dtype), copy=False)
         bad = int(np.count_nonzero(~np.isfinite(x)))
         if bad:
             raise ConfigError(
-                f"The {what} contains {bad} NaN or Inf values. Received: {origin}. "
-                "Clean or drop those samples (np.nan_to_num, or mask them out)."
+                f"The {what} contains {bad} NaN or Inf values (or values beyond {input_info.dtype}). "
+                f"Received: {origin}. Clean or drop those samples (np.nan_to_num, or mask them out)."
             )
-        x = x.astype(np.dtype(input_info.dtype), copy=False)
     return x

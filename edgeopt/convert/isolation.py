@@ -9,7 +9,10 @@ happens in `python -m edgeopt.convert._worker`:
   TensorFlow import overlaps the tracing (the successful path stays fast);
 - when it dies (signal, non-zero exit) or runs past `timeout_s` on one precision,
   that precision becomes a failed result with the signal name and the tail of what
-  the child printed, and a fresh child makes the precisions still missing.
+  the child printed, and a fresh child makes the precisions still missing;
+- a child that finished its job is kept (idle, for up to 10 minutes) for the next
+  export in the same process, which then skips the TensorFlow import (`acquire`,
+  `release`): a pipeline exporting several variants pays it once.
 
 The standard library's `subprocess` is enough here; `multiprocessing` would pickle
 the job and hide the child's exit signal behind its own machinery.
@@ -25,6 +28,7 @@ import re
 import select
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,7 @@ from typing import Callable
 import edgeopt
 from edgeopt import _quiet
 from edgeopt.convert.job import Job, failed_result
+from edgeopt.errors import ConversionError
 
 Progress = Callable[[str], None]
 _TAIL_CHARS = 2000
@@ -45,10 +50,19 @@ _START_TIMEOUT_S = 600.0
 
 
 def _child_env() -> dict[str, str]:
-    """The parent's environment, with this edgeopt first on the path and TensorFlow quiet."""
+    """The parent's environment, TensorFlow quiet, and this very edgeopt importable.
+
+    A source checkout (or editable install) goes first on PYTHONPATH so the child runs
+    the same code as the parent; an installed edgeopt (in site-packages) is found anyway,
+    and putting site-packages before the standard library could shadow it.
+    """
     env = dict(os.environ)
     root = str(Path(edgeopt.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+    places = [*getattr(site, "getsitepackages", lambda: [])(), site.getusersitepackages()]
+    installed = {str(Path(p).resolve()) for p in places}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join([root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                                                     if p and p != root]])
     if not _quiet.is_verbose():
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
@@ -74,6 +88,20 @@ class Outcome:
     step: str = "converting"
 
 
+def parse_status(data: bytes) -> tuple[list[dict], bytes]:
+    """The complete JSON-object lines of `data`, and the unfinished rest; anything else is skipped."""
+    *lines, rest = data.split(b"\n")
+    events = []
+    for line in lines:
+        try:
+            event = json.loads(line.decode("utf-8", errors="replace"))
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events, rest[-1_000_000:]
+
+
 class Worker:
     """One child process; it starts importing TensorFlow at once and then takes jobs.
 
@@ -84,23 +112,36 @@ class Worker:
     def __init__(self):
         self.env = _child_env()
         self.verbose = _quiet.is_verbose()
-        self._log_dir = None if self.verbose else tempfile.mkdtemp(prefix="edgeopt-convert-")
-        self.log_path = None if self._log_dir is None else Path(self._log_dir) / "worker.log"
+        self._log_dir = self.log_path = log = None
+        if not self.verbose:
+            try:
+                self._log_dir = tempfile.mkdtemp(prefix="edgeopt-convert-")
+                self.log_path = Path(self._log_dir) / "worker.log"
+                log = open(self.log_path, "ab")  # appends: truncating it per job works
+            except OSError:  # no room for a log: the child still runs, its last words are lost
+                self._remove_log()
+                self.log_path, log = None, subprocess.DEVNULL
         read_fd, write_fd = os.pipe()
-        log = open(self.log_path, "ab") if self.log_path else None  # appends: truncating it per job works
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "edgeopt.convert._worker", "--status-fd", str(write_fd)],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT if log else None,
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT if log is not None else None,
                 pass_fds=(write_fd,), env=self.env,
             )
+        except OSError as exc:
+            os.close(read_fd)
+            self._remove_log()
+            raise ConversionError(
+                f"Cannot start the conversion process. Received: {exc.strerror or exc} for {sys.executable!r}. "
+                "Check that this Python can start another process (free memory, process limits)."
+            ) from exc
         except BaseException:
             os.close(read_fd)
             self._remove_log()
             raise
         finally:
             os.close(write_fd)
-            if log:
+            if log is not None and log is not subprocess.DEVNULL:
                 log.close()
         self._status: int | None = read_fd
         self._buffer = b""
@@ -123,16 +164,7 @@ class Worker:
         if not ready:
             return [], False
         chunk = os.read(self._status, 65536)
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        events = []
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                events.append(event)
+        events, self._buffer = parse_status(self._buffer + chunk)
         return events, not chunk
 
     def run(self, job_path: Path, timeout_s: float, say: Progress) -> Outcome:

@@ -122,7 +122,8 @@ def _subclassed_signature(model, flavour, nest) -> CallSignature | None:
         dtype_of = lambda leaf: _dtype_name(getattr(model, "input_dtype", None) or "float32")  # noqa: E731
         free_batch = True
     flats = [nest.flatten(argument) for argument in arguments]
-    raw_names = [arg if len(flat) == 1 else f"{arg}_{j}" for arg, flat in zip(arg_names, flats) for j in range(len(flat))]
+    raw_names = [arg if len(flat) == 1 else f"{arg}_{j}"
+                 for arg, flat in zip(arg_names, flats) for j in range(len(flat))]
     names = safe_names(raw_names, "input")
     leaves = [leaf for flat in flats for leaf in flat]
     inputs = []

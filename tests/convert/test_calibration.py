@@ -186,3 +186,40 @@ def test_corrupt_npz_is_a_config_error(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04" + b"\x00" * 60)
     with pytest.raises(ConfigError, match=r"Cannot read the calibration data.*bad\.npz"):
         load_dataset(tmp_path / "bad.npz", IMG)
+
+
+TWO = [InputInfo("a", (None, 3), "float32"), InputInfo("b", (None, 2, 2), "float32")]
+_arrays = hnp.arrays(st.sampled_from([np.float32, np.float64, np.int32, np.uint8]),
+                     hnp.array_shapes(min_dims=1, max_dims=3, max_side=4))
+
+
+@given(st.dictionaries(st.sampled_from(["x", "x_a", "x_b", "x0", "x1", "x_2", "y", "y_out", "y0", "images"]),
+                       _arrays, max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_any_npz_for_two_inputs_loads_or_fails_with_one_config_error(arrays):
+    """An .npz for a two-input model: x_<name> / x<i> arrays, or one clear error."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "d.npz"
+        np.savez(path, **arrays)
+        try:
+            data = load_dataset(path, TWO)
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and "Received" in str(exc)
+            return
+    a, b = data.inputs
+    assert a.shape[1:] == (3,) and b.shape[1:] == (2, 2) and len(a) == len(b) == len(data)
+    assert a.dtype == np.float32 and b.dtype == np.float32
+
+
+@given(st.one_of(_arrays, st.tuples(_arrays, _arrays), st.lists(_arrays, max_size=3),
+                 st.dictionaries(st.sampled_from(["a", "b", "c"]), _arrays, max_size=3)),
+       st.one_of(st.none(), _arrays, st.tuples(_arrays, st.none()), st.dictionaries(st.text(max_size=3), _arrays,
+                                                                                     max_size=2)))
+@settings(max_examples=200, deadline=None)
+def test_any_structure_for_two_inputs_loads_or_fails_with_one_config_error(x, y):
+    try:
+        data = load_dataset((x, y) if y is not None else x, TWO, what="eval data")
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and "Received" in str(exc)
+        return
+    assert [a.shape[1:] for a in data.inputs] == [(3,), (2, 2)]

@@ -11,10 +11,12 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeopt import ConversionError, export_tflite, inspect_tflite
 from edgeopt.convert._worker import CRASH_VARIABLE, HANG_VARIABLE
-from edgeopt.convert.isolation import describe_exit
+from edgeopt.convert.isolation import describe_exit, parse_status
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +58,7 @@ def test_a_killed_child_fails_only_its_precision(mlp, samples, tmp_path, monkeyp
         assert entries[precision].validation["top1_agreement"] >= 0.9
 
 
+@pytest.mark.slow
 def test_a_crash_of_the_float32_base_leaves_the_converter_precisions(mlp, samples, tmp_path, monkeypatch):
     monkeypatch.setenv(CRASH_VARIABLE, "float32")
     entries = _failed_export(mlp, ["float32", "dynamic", "int8", "int4"], tmp_path, calibration_data=samples)
@@ -74,6 +77,7 @@ def test_a_hanging_precision_times_out(mlp, samples, tmp_path, monkeypatch):
     assert entries["float32"].status == entries["dynamic"].status == "ok"
 
 
+@pytest.mark.filterwarnings("ignore:You passed `rms_scaling=True`")
 def test_a_litert_runtime_error_fails_only_its_precision(samples, tmp_path):
     """A real LiteRT kernel error: int16x8 RMS LayerNormalization has no int16 SQUARED_DIFFERENCE."""
     import keras
@@ -112,3 +116,26 @@ def test_a_real_litert_abort_fails_only_its_precision(samples, tmp_path):
                                         (3, "exited with code 3"), (-200, "was killed by signal 200")])
 def test_exit_codes_are_named(code, text):
     assert describe_exit(code) == text
+
+
+_events = st.dictionaries(st.sampled_from(["begin", "step", "say", "done", "finished", "ready"]),
+                          st.one_of(st.text(max_size=20), st.integers(), st.none()), max_size=3)
+
+
+@given(st.lists(st.one_of(_events.map(lambda e: json.dumps(e).encode()), st.binary(max_size=30)), max_size=12),
+       st.binary(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_status_lines_are_read_whole_and_garbage_skipped(lines, tail):
+    """What the child writes to its status pipe: every complete JSON object line, nothing else."""
+    tail = tail.replace(b"\n", b"")
+    events, rest = parse_status(b"\n".join(lines) + b"\n" + tail)
+    assert rest == tail and all(isinstance(e, dict) for e in events)
+    wanted = [json.loads(line) for line in lines if b"\n" not in line and _is_object(line)]
+    assert events == wanted
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line.decode("utf-8", errors="replace")), dict)
+    except (ValueError, RecursionError):
+        return False
