@@ -35,8 +35,11 @@ def test_input_model_untouched_and_layers_rewritten(keras3_model, digits_qat):
     names = [l.name for l in qat.layers]
     # one quantizer after the Conv-BN-ReLU block, none between conv1, bn1 and relu1
     assert names.index("relu1_quant") == names.index("relu1") + 1 and "conv1_quant" not in names
-    assert "image_quant" in names and "logits_quant" in names and "flatten_quant" not in names
+    assert "image_quant" in names and "flatten_quant" not in names
     assert type(qat.get_layer("conv1")).__name__ == "FakeQuantConv2D"
+    # the softmax output's fixed range lives inside the layer, which keeps the output's name
+    assert qat.output_names == keras3_model.output_names == ["logits"]
+    assert qat.get_layer("logits")._points["out"] == (0.0, 255 / 256)
 
 
 def test_fully_int8_and_accuracy_matches_keras(digits_qat, digits, tmp_path, keras3_model):
@@ -155,16 +158,42 @@ def test_distill_into_a_qat_student(digits, keras3_model):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def test_unsupported_layers_listed_or_left_float():
+def test_unsupported_layers_listed_or_left_float_and_the_export_says_so(tmp_path):
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((16,))
     x = keras.layers.Dense(8, name="dense")(inputs)
-    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.ELU(name="elu")(x)  # TFLite has no int8 ELU
+    x = keras.layers.Dense(8, activation="selu", name="selu_dense")(x)
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
-    with pytest.raises(ConfigError, match=r"cannot quantize these layers: \[\('norm', 'LayerNormalization'\)\].*skip=\['norm'\]"):
+    with pytest.raises(ConfigError, match=r"cannot quantize these layers: "
+                       r"\[\('elu', 'ELU'\), \('selu_dense', 'Dense'\)\]"
+                       r".*selu_dense: activation 'selu' has no int8 TFLite kernel.*skip=\['elu', 'selu_dense'\]"):
         quantize_aware(model)
-    with pytest.warns(UserWarning, match=r"left in float: \['norm'\]"):
-        qat = quantize_aware(model, skip=["norm"])
+    with pytest.raises(ConfigError, match=r"No such layers to skip. Received: skip=\['nope'\]"):
+        quantize_aware(model, skip=["nope"])
+    with pytest.warns(UserWarning, match=r"left in float: \['elu', 'selu_dense'\]"):
+        qat = quantize_aware(model, skip=True)
     assert type(qat.get_layer("dense")).__name__ == "FakeQuantDense"
+    assert type(qat.get_layer("elu")).__name__ == "ELU" and type(qat.get_layer("selu_dense")).__name__ == "Dense"
+    x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    qat.compile(optimizer="adam", loss="mse")
+    qat.fit(x, x[:, :2], epochs=1, verbose=0)
+    entry = edgeopt.export_tflite(qat, ["int8"], output_dir=tmp_path, eval_data=x)["int8"]
+    # the float layers are named by their ops; everything around them is int8
+    assert not entry.fully_integer and set(entry.float_ops) >= {"ELU"}, entry.float_ops
+    assert entry.op_counts["FULLY_CONNECTED"] == 3 and entry.float_ops.get("FULLY_CONNECTED", 0) == 1
+    assert entry.validation["max_abs_error"] < 0.05 * np.ptp(qat.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layers": "conv1"}, r"layers must be a list of layer names. Received: layers='conv1'. Pass a list: layers=\['conv1'\]"),
+    ({"layer_types": ["Conv2d"]}, r"No layers of these types to quantize. Received: layer_types=\['Conv2d'\]"),
+    ({"skip": [3]}, r"skip must be a list of layer names. Received: skip=\[3\]. Pass a list of strings or True"),
+    ({"layers": ["conv9"]}, r"No such layers to quantize. Received: layers=\['conv9'\]"),
+])
+def test_bad_arguments_are_one_clear_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        quantize_aware(edgeopt.models.digits_cnn(width=4), **kwargs)
 
 
 def test_other_backend_is_a_clear_error(monkeypatch):
