@@ -13,7 +13,7 @@ from keras import ops
 from keras.src.backend import get_keras_mask, set_keras_mask  # what MultiHeadAttention uses
 
 from edgeopt.qat.keras3_quantizers import FIXED_RANGES, PACKAGE, QuantizedOutput, channel_affine
-from edgeopt.qat.keras3_layers import einsum_dense_linear
+from edgeopt.qat.keras3_layers import einsum_dense
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -71,9 +71,6 @@ class FakeQuantMultiHeadAttention(QuantizedOutput, keras.layers.MultiHeadAttenti
     def kernel_variables(self) -> list:
         return [d.kernel for d in (self._query_dense, self._key_dense, self._value_dense, self._output_dense)]
 
-    def _project(self, dense, x, training, point):
-        return self._quantize(point, einsum_dense_linear(dense, x), training)
-
     def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None, attention_mask=None,
              return_attention_scores=False, training=None, use_causal_mask=False):
         key = value if key is None else key
@@ -83,15 +80,19 @@ class FakeQuantMultiHeadAttention(QuantizedOutput, keras.layers.MultiHeadAttenti
         attention_mask = self._compute_attention_mask(query, value, query_mask=query_mask, value_mask=value_mask,
                                                       key_mask=key_mask, attention_mask=attention_mask,
                                                       use_causal_mask=use_causal_mask)
-        query = self._project(self._query_dense, query, training, "query")
-        key = self._project(self._key_dense, key, training, "key")
-        value = self._project(self._value_dense, value, training, "value")
+
+        def ranged(point):
+            return lambda y: self._quantize(point, y, training)
+
+        query = einsum_dense(self._query_dense, query, then=ranged("query"))
+        key = einsum_dense(self._key_dense, key, then=ranged("key"))
+        value = einsum_dense(self._value_dense, value, then=ranged("value"))
         query = self._quantize("scaled", ops.multiply(query, self._inverse_sqrt_key_dim), training)
         scores = self._quantize("scores", ops.einsum(self._dot_product_equation, key, query), training)
         scores = self._quantize("probs", self._masked_softmax(scores, attention_mask), training)
         dropped = self._dropout_layer(scores, training=training) if self._dropout > 0.0 else scores
         context = self._quantize("context", ops.einsum(self._combine_equation, dropped, value), training)
-        output = self._activate(self._project(self._output_dense, context, training, None), None, training)
+        output = einsum_dense(self._output_dense, context, then=lambda y: self._activate(y, None, training))
         if query_mask is not None:
             set_keras_mask(output, query_mask)
         return (output, scores) if return_attention_scores else output

@@ -24,6 +24,7 @@ from keras.src.saving.serialization_lib import SafeModeScope
 from edgeopt._layers import layer_type
 from edgeopt.errors import ConfigError
 from edgeopt.qat.keras3_attention import FakeQuantLayerNormalization, FakeQuantMultiHeadAttention
+from edgeopt.qat import keras3_layers
 from edgeopt.qat.keras3_layers import (FakeQuantBatchNormalization, FakeQuantConv1D, FakeQuantConv2D,
                                        FakeQuantConv2DTranspose, FakeQuantDense, FakeQuantDepthwiseConv2D,
                                        FakeQuantEinsumDense, FakeQuantEmbedding, FakeQuantNormalization,
@@ -38,6 +39,8 @@ REPLACED = dict(WEIGHTED, BatchNormalization=FakeQuantBatchNormalization, Rescal
                 Normalization=FakeQuantNormalization, LayerNormalization=FakeQuantLayerNormalization,
                 MultiHeadAttention=FakeQuantMultiHeadAttention, Embedding=FakeQuantEmbedding,
                 Activation=FakeQuantActivationFunction)
+if hasattr(keras3_layers, "FakeQuantLayerScale"):
+    REPLACED["LayerScale"] = keras3_layers.FakeQuantLayerScale
 # Bare activation ops TFLite runs as two int8 ops: replaced by a layer with a range between.
 DECOMPOSED_OPS = {"op:Silu": "silu", "op:HardSigmoid": "hard_sigmoid"}
 FOLDS_BN = {"Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense"}
@@ -108,8 +111,9 @@ def unsupported_reason(node) -> str | None:
         return "no int8 TFLite equivalent known to edgeopt"
     if getattr(op, "data_format", "channels_last") != "channels_last":
         return "channels_first (TFLite is channels_last)"
-    if getattr(op, "groups", 1) != 1:
-        return "grouped convolution"
+    groups = getattr(op, "groups", 1)
+    if groups != 1 and not (kind == "Conv2D" and groups == node.input_tensors[0].shape[-1]):
+        return "grouped convolution (only one group per input channel, i.e. depthwise)"
     activation = getattr(op, "activation", None)
     if kind in REPLACED and activation_name(activation) not in ACTIVATIONS:
         return f"activation {activation_name(activation)!r} has no int8 TFLite kernel"
@@ -183,7 +187,8 @@ class GraphRewrite:
         if not (linear and self.chosen(op) and self.chosen(user)):
             return None
         kind, user_kind = kind_of(op), kind_of(user)
-        if user_kind == "BatchNormalization" and kind in FOLDS_BN and unsupported_reason(users[0]) is None:
+        flat = kind != "Dense" or len(node.input_tensors[0].shape) == 2  # else TFLite keeps the BN apart
+        if user_kind == "BatchNormalization" and kind in FOLDS_BN and flat and unsupported_reason(users[0]) is None:
             return "bn"
         if kind in FUSES_RELU and _fusable_relu(user):
             return "relu"

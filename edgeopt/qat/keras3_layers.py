@@ -71,10 +71,20 @@ class FakeQuantConv1D(_Weighted, keras.layers.Conv1D):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FakeQuantConv2D(_Weighted, keras.layers.Conv2D):
-    """Conv2D computing with per-output-channel fake-quantized int8 weights."""
+    """Conv2D computing with per-output-channel fake-quantized int8 weights.
+
+    A grouped convolution with one group per input channel (ConvNeXt's depthwise
+    convolutions) is a depthwise convolution: it runs as one, DEPTHWISE_CONV_2D in TFLite.
+    """
 
     def call(self, inputs, training=None):
-        return self._finish(self.convolution_op(inputs, fake_quant_kernel(self.kernel, "per_channel")), training)
+        kernel = fake_quant_kernel(self.kernel, "per_channel")
+        if self.groups == 1:
+            return self._finish(self.convolution_op(inputs, kernel), training)
+        shape = (*self.kernel_size, self.groups, self.filters // self.groups)  # (kh, kw, in, multiplier)
+        outputs = ops.depthwise_conv(inputs, ops.reshape(kernel, shape), strides=self.strides, padding=self.padding,
+                                     dilation_rate=self.dilation_rate, data_format=self.data_format)
+        return self._finish(outputs, training)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -118,12 +128,16 @@ class FakeQuantConv2DTranspose(_Weighted, keras.layers.Conv2DTranspose):
         return self._finish(outputs, training)
 
 
-def _matmul_bias(x, kernel, bias, out_shape):
-    """`x @ kernel + bias` on 2-D tensors, reshaped to `out_shape`: one FULLY_CONNECTED (bias fused)."""
+def _matmul_bias(x, kernel, bias, out_shape, then=None):
+    """`x @ kernel + bias` on 2-D tensors, reshaped to `out_shape`: one FULLY_CONNECTED (bias fused).
+
+    `then` (the activation and its ranges) runs before the reshape, where the converter
+    can fuse a ReLU into the FULLY_CONNECTED.
+    """
     y = ops.matmul(ops.reshape(x, (-1, kernel.shape[0])), fake_quant_kernel(kernel, "per_tensor"))
     if bias is not None:
         y = ops.add(y, ops.reshape(bias, (-1,)))
-    return ops.reshape(y, out_shape)
+    return ops.reshape(then(y) if then is not None else y, out_shape)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -138,7 +152,8 @@ class FakeQuantDense(_Weighted, keras.layers.Dense):
         if len(inputs.shape) == 2:
             return self._finish(ops.matmul(inputs, fake_quant_kernel(self.kernel, "per_tensor")), training)
         shape = tf.concat([tf.shape(inputs)[:-1], [self.units]], axis=0)
-        return self._activate(_matmul_bias(inputs, self.kernel, self.bias, shape), self.activation, training)
+        return _matmul_bias(inputs, self.kernel, self.bias, shape,
+                            then=lambda y: self._activate(y, self.activation, training))
 
     def _reshaped_bias(self, outputs):
         return self.bias
@@ -153,13 +168,15 @@ def _dense_equation(equation: str):
         return None
     contracted = "".join(c for c in x if c in kernel and c not in output)
     batch, new = x[:len(x) - len(contracted)], kernel[len(contracted):]
-    if "." in equation or not contracted or (x, kernel, output) != (batch + contracted, contracted + new, batch + new):
+    if "." in equation or not contracted or not new:
+        return None
+    if (x, kernel, output) != (batch + contracted, contracted + new, batch + new):
         return None
     return contracted, new
 
 
-def einsum_dense_linear(layer, inputs):
-    """An EinsumDense layer's `einsum + bias` with a per-tensor int8 kernel.
+def einsum_dense(layer, inputs, then=None):
+    """An EinsumDense layer's `einsum + bias` with a per-tensor int8 kernel, then `then`.
 
     When the equation is a dense layer over the trailing axes (all of MultiHeadAttention's
     are), it runs as reshape, one FULLY_CONNECTED with its bias fused, reshape.
@@ -168,20 +185,21 @@ def einsum_dense_linear(layer, inputs):
     bias, kernel = layer.bias, layer.kernel
     if parts is None or (bias is not None and tuple(bias.shape) != tuple(kernel.shape[len(parts[0]):])):
         y = ops.einsum(layer.equation, inputs, fake_quant_kernel(kernel, "per_tensor"))
-        return ops.add(y, bias) if bias is not None else y
+        y = ops.add(y, bias) if bias is not None else y
+        return then(y) if then is not None else y
     contracted = parts[0]
     batch = tf.shape(inputs)[:len(inputs.shape) - len(contracted)]
     shape = tf.concat([batch, tf.constant([int(d) for d in kernel.shape[len(contracted):]], tf.int32)], axis=0)
     flat = ops.reshape(kernel, (int(np.prod(kernel.shape[:len(contracted)])), -1))
-    return _matmul_bias(inputs, flat, bias, shape)
+    return _matmul_bias(inputs, flat, bias, shape, then)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FakeQuantEinsumDense(_Weighted, keras.layers.EinsumDense):
-    """EinsumDense with a per-tensor int8 kernel (see `einsum_dense_linear`)."""
+    """EinsumDense with a per-tensor int8 kernel (see `einsum_dense`)."""
 
     def call(self, inputs, training=None):
-        return self._activate(einsum_dense_linear(self, inputs), self.activation, training)
+        return einsum_dense(self, inputs, then=lambda y: self._activate(y, self.activation, training))
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -247,6 +265,29 @@ class FakeQuantBatchNormalization(QuantizedOutput, keras.layers.BatchNormalizati
 
     def get_config(self):
         return dict(super().get_config(), standalone=self.standalone)
+
+
+try:  # ConvNeXt's per-channel scale; not a public layer, so only where this Keras has it
+    from keras.src.applications.convnext import LayerScale as _LayerScale
+except ImportError:  # pragma: no cover - another Keras version
+    _LayerScale = None
+
+if _LayerScale is not None:
+
+    @keras.saving.register_keras_serializable(package=PACKAGE)
+    class FakeQuantLayerScale(QuantizedOutput, _LayerScale):
+        """ConvNeXt's LayerScale (`x * gamma`) as one int8 depthwise 1x1 convolution."""
+
+        def __init__(self, *args, quantize_output: bool = True, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._make_quantizers(None, quantize_output=quantize_output)
+
+        def build(self, input_shape):
+            super().build(input_shape)
+            self._build_quantizers()
+
+        def call(self, x, training=None):
+            return self._activate(channel_affine(x, self.gamma, ops.zeros_like(self.gamma)), None, training)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

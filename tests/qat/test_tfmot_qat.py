@@ -97,10 +97,11 @@ def _tf_keras_model(kind):
 
 
 @pytest.mark.parametrize("kind, named", [
-    ("tfoplambda", r"TensorFlow ops applied to Keras tensors.*\('tf.__operators__.add', 'TFOpLambda'\)"),
-    ("int_input", r"integer inputs .*\('token_ids', 'int32'\)"),
-    ("conv1d", r"cannot quantize these layers: \[\('conv1d', 'Conv1D'\)\].*skip=\['conv1d'\]"),
-    ("lstm", r"cannot quantize these layers: \[\('lstm', 'LSTM'\)\].*skip=\['lstm'\]"),
+    ("tfoplambda", r"^tfmot cannot quantize this tf_keras model: TensorFlow ops applied to Keras tensors"
+                   r".*\('tf.__operators__.add', 'TFOpLambda'\)"),
+    ("int_input", r"^tfmot cannot quantize this tf_keras model: integer inputs .*\('token_ids', 'int32'\)"),
+    ("conv1d", r"^tfmot cannot quantize these layers: \[\('conv1d', 'Conv1D'\)\].*skip=\['conv1d'\]"),
+    ("lstm", r"^tfmot cannot quantize these layers: \[\('lstm', 'LSTM'\)\].*skip=\['lstm'\]"),
 ])
 def test_what_tfmot_cannot_do_is_one_clear_error_naming_the_layers(kind, named):
     # tfmot itself raises AttributeError (TFOpLambda), TypeError (int input) or RuntimeError here
