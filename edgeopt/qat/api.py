@@ -10,9 +10,27 @@ from edgeopt.errors import ConfigError
 PRESERVE = (None, "sparsity", "clusters")
 
 
+def _check_names(what: str, value: Any, *, allow_bool: bool = False) -> None:
+    """`value` is None, a list of strings, or (with `allow_bool`) a bool."""
+    if value is None or (allow_bool and isinstance(value, bool)):
+        return
+    if isinstance(value, (list, tuple, set)) and all(isinstance(v, str) for v in value):
+        return
+    if isinstance(value, str):
+        fix = f"Pass a list: {what}=[{value!r}]."
+    else:
+        fix = "Pass a list of strings" + (" or True." if allow_bool else ".")
+    raise ConfigError(f"{what} must be a list of layer {'class names' if what == 'layer_types' else 'names'}. "
+                      f"Received: {what}={value!r}. {fix}")
+
+
 def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_types: Sequence[str] | None = None,
                    skip: Sequence[str] | bool | None = None, preserve: str | None = None) -> Any:
     """Returns a quantization-aware copy of `model` to compile and `fit`; `model` is untouched.
+
+    The copy keeps the model's inputs, outputs and output names. Layers it leaves in
+    float (skipped, not selected) read dequantized inputs in the int8 export, which then
+    lists their ops among its `float_ops`.
 
     Example:
 
@@ -26,16 +44,25 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
     Args:
         model: a functional or Sequential model: tf_keras models go through tfmot,
             Keras 3 models (TensorFlow backend) through edgeopt's own QAT.
-        layers: names of the layers to quantize. Defaults to `None` (all).
+        layers: names of the layers to quantize; the others stay float. Defaults to
+            `None` (all).
         layer_types: class names of the layers to quantize (e.g. `["Conv2D", "Dense"]`).
             Defaults to `None` (all).
-        skip: layer names tfmot cannot quantize that may stay float, or `True` for all
-            such layers (with a warning). Defaults to `None`: such layers are an error.
+        skip: names of layers to leave in float (e.g. ones TFLite has no int8 kernel
+            for), or `True` for every layer that cannot be quantized (with a warning).
+            Defaults to `None`: such layers are an error naming them.
         preserve: `"sparsity"` (pruning-preserving QAT: zeros stay zero) or `"clusters"`
             (cluster-preserving QAT, tf_keras only). Defaults to `None`.
+
+    Raises:
+        ConfigError: an argument is wrong, or a layer cannot be quantized (the message
+            names them all and how to skip them).
     """
     if preserve not in PRESERVE:
         raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
+    _check_names("layers", layers)
+    _check_names("layer_types", layer_types)
+    _check_names("skip", skip, allow_bool=True)
     flavour = _keras.flavour_of(model)
     if flavour is _keras.Flavour.KERAS3:
         _keras.keras_module(flavour)  # a clear error for a non-TensorFlow backend

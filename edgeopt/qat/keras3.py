@@ -2,22 +2,10 @@
 
 No maintained tool does it: tfmot needs tf_keras, and Keras 3's own `quantize("int8")`
 is weight-only and does not convert to an int8 TFLite model. The scheme follows what
-the TFLite converter expects, as tfmot's default 8-bit scheme does:
-
-* weights: symmetric int8, narrow range [-127, 127]; per output channel for Conv1D,
-  Conv2D and DepthwiseConv2D kernels, per tensor for Dense kernels (a per-channel fake
-  quant on a Dense kernel does not convert: "'tfl.transpose' op has mismatched
-  quantized axes");
-* activations: per-tensor asymmetric int8, ranges tracked by moving averages while
-  training and frozen at inference; the model's input is quantized too;
-* the converter's fused patterns are respected: no quantizer between a conv/dense, its
-  BatchNormalization and its ReLU/ReLU6 — the quantizer follows the fused block; Add
-  and Concatenate outputs get their own range; max-pooling, flatten and reshape pass
-  ranges through; softmax has the converter's fixed output range.
-
-TensorFlow's own `fake_quant_with_min_max_vars(_per_channel)` ops do the rounding
-with straight-through gradients; they are what the converter reads as learned ranges.
-Only the layers and the graph rewrite are hand-written.
+the TFLite converter reads from a quantization-aware graph (tfmot's default 8-bit
+scheme does the same for tf_keras): `keras3_quantizers` holds the fake quantization,
+`keras3_layers` and `keras3_attention` the layers that compute with it, and
+`keras3_graph` the rewrite that puts them and the activation ranges into a new model.
 """
 
 from __future__ import annotations
@@ -27,178 +15,27 @@ from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
-from keras import ops
 
-from edgeopt._layers import layer_type
 from edgeopt.errors import ConfigError
+from edgeopt.qat import keras3_attention, keras3_layers  # noqa: F401 - registers the QAT layers
+from edgeopt.qat.keras3_graph import GraphRewrite, graph_of, kind_of, leaf_nodes, unsupported_reason
+from edgeopt.qat.keras3_quantizers import FakeQuantActivation, fake_quant_kernel
 
-_PACKAGE = "edgeopt"
-
-
-def _fake_quant_kernel(kernel, mode: str):
-    """Symmetric narrow-range int8 fake quantization of a kernel (straight-through)."""
-    kernel = tf.convert_to_tensor(kernel)
-    if mode == "per_tensor":
-        bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(kernel)), 1e-8))
-        return tf.quantization.fake_quant_with_min_max_vars(kernel, -bound, bound, num_bits=8, narrow_range=True)
-    shape = tf.shape(kernel)
-    if mode == "depthwise":  # (kh, kw, in, mult): TFLite's channels are in * mult
-        kernel = tf.reshape(kernel, tf.concat([shape[:2], [1, -1]], axis=0))
-    axes = list(range(len(kernel.shape) - 1))
-    bound = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(kernel), axis=axes), 1e-8))
-    quantized = tf.quantization.fake_quant_with_min_max_vars_per_channel(kernel, -bound, bound, num_bits=8,
-                                                                          narrow_range=True)
-    return tf.reshape(quantized, shape) if mode == "depthwise" else quantized
+_fake_quant_kernel = fake_quant_kernel  # the name the tests and older code use
+__all__ = ["quantize_aware_keras3", "FakeQuantActivation"]
 
 
-def _bias_shape(layer, channels):
-    if layer.data_format == "channels_last":
-        return (1,) * (layer.rank + 1) + (channels,)
-    return (1, channels) + (1,) * layer.rank
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FakeQuantConv2D(keras.layers.Conv2D):
-    """Conv2D computing with per-output-channel fake-quantized int8 weights."""
-
-    def call(self, inputs):
-        outputs = self.convolution_op(inputs, _fake_quant_kernel(self.kernel, "per_channel"))
-        if self.use_bias:
-            outputs = ops.add(outputs, ops.reshape(self.bias, _bias_shape(self, self.filters)))
-        return self.activation(outputs) if self.activation is not None else outputs
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FakeQuantConv1D(keras.layers.Conv1D):
-    """Conv1D computing with per-output-channel fake-quantized int8 weights."""
-
-    def call(self, inputs):
-        if self.padding == "causal":
-            inputs = ops.pad(inputs, self._compute_causal_padding())
-        outputs = self.convolution_op(inputs, _fake_quant_kernel(self.kernel, "per_channel"))
-        if self.use_bias:
-            outputs = ops.add(outputs, ops.reshape(self.bias, _bias_shape(self, self.filters)))
-        return self.activation(outputs) if self.activation is not None else outputs
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FakeQuantDepthwiseConv2D(keras.layers.DepthwiseConv2D):
-    """DepthwiseConv2D computing with per-channel fake-quantized int8 weights."""
-
-    def call(self, inputs):
-        outputs = ops.depthwise_conv(inputs, _fake_quant_kernel(self.kernel, "depthwise"), strides=self.strides,
-                                     padding=self.padding, dilation_rate=self.dilation_rate,
-                                     data_format=self.data_format)
-        if self.use_bias:
-            channels = self.depth_multiplier * self._get_input_channel(inputs.shape)
-            outputs = ops.add(outputs, ops.reshape(self.bias, _bias_shape(self, channels)))
-        return self.activation(outputs) if self.activation is not None else outputs
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FakeQuantDense(keras.layers.Dense):
-    """Dense computing with per-tensor fake-quantized int8 weights."""
-
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, _fake_quant_kernel(self.kernel, "per_tensor"))
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        return self.activation(x) if self.activation is not None else x
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FakeQuantActivation(keras.layers.Layer):
-    """Per-tensor asymmetric int8 fake quantization of activations.
-
-    While training, the range follows the batch minimum and maximum through a moving
-    average (the first batch sets it); at inference it is frozen.
-
-    Args:
-        decay: moving-average decay. Defaults to `0.999`.
-    """
-
-    def __init__(self, decay: float = 0.999, **kwargs):
-        super().__init__(**kwargs)
-        self.decay = decay
-
-    def build(self, input_shape):
-        # [min, max]; both 0 until the first training batch sets them (one assign a step).
-        self.range = self.add_weight(name="range", shape=(2,), initializer="zeros", trainable=False,
-                                     autocast=False, aggregation="mean")
-
-    def call(self, inputs, training=None):
-        if training:
-            batch = tf.stack([tf.minimum(tf.reduce_min(inputs), 0.0), tf.maximum(tf.reduce_max(inputs), 0.0)])
-            current = self.range.value
-            unseen = tf.cast(tf.reduce_all(tf.equal(current, 0.0)), inputs.dtype)
-            decay = self.decay * (1.0 - unseen)
-            self.range.assign(decay * current + (1.0 - decay) * tf.cast(batch, current.dtype))
-        low, high = self.range.value[0], self.range.value[1]
-        high = tf.maximum(high, low + 1e-6)
-        return tf.quantization.fake_quant_with_min_max_vars(inputs, low, high, num_bits=8, narrow_range=False)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return dict(super().get_config(), decay=self.decay)
-
-
-WEIGHTED = {"Conv1D": FakeQuantConv1D, "Conv2D": FakeQuantConv2D, "DepthwiseConv2D": FakeQuantDepthwiseConv2D,
-            "Dense": FakeQuantDense}
-FUSABLE = {"BatchNormalization"}  # joins the block of the conv/dense before it
-PASS_THROUGH = {"MaxPooling1D", "MaxPooling2D", "Flatten", "Reshape", "Dropout", "ZeroPadding1D", "ZeroPadding2D",
-                "InputLayer"}
-RANGED = {"Add", "Concatenate", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D",
-          "GlobalAveragePooling2D", "ReLU", "Activation", "Softmax", "Multiply", "Subtract", "UpSampling2D"}
-SUPPORTED = set(WEIGHTED) | FUSABLE | PASS_THROUGH | RANGED
-
-
-def _kind(layer) -> str:
-    return layer_type(layer, SUPPORTED)
-
-
-def _activation_name(layer) -> str | None:
-    if _kind(layer) == "ReLU":
-        return "relu6" if getattr(layer, "max_value", None) == 6 else "relu"
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", None) if activation is not None else None
-
-
-def _is_fusable_activation(layer) -> bool:
-    return _kind(layer) in ("ReLU", "Activation") and _activation_name(layer) in ("relu", "relu6")
-
-
-def _consumers(layer) -> list:
-    return [node.operation for node in getattr(layer, "_outbound_nodes", [])]
-
-
-def _needs_range(layer, outputs: set[str]) -> bool:
-    """Does this layer's output get its own quantizer (the end of a fused block)?"""
-    kind = _kind(layer)
-    if kind in PASS_THROUGH and layer.name not in outputs:
-        return False
-    if kind == "Softmax" or _activation_name(layer) == "softmax":
-        return False  # the converter fixes softmax's output range
-    if kind == "Activation" and _activation_name(layer) == "linear":
-        return False
-    if kind in WEIGHTED or kind in FUSABLE:
-        own = _activation_name(layer) if kind in WEIGHTED else None
-        consumers = _consumers(layer)
-        if own in (None, "linear") and consumers and layer.name not in outputs and all(
-                _kind(c) in FUSABLE or _is_fusable_activation(c) for c in consumers):
-            return False  # BN / ReLU follow: quantize after them
-    return True
-
-
-def _as_functional(model):
-    if type(model).__name__ != "Sequential":
-        return model
-    inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
-    x = inputs
-    for layer in model.layers:
-        x = layer(x)
-    return keras.Model(inputs, x, name=model.name)
+def _all_names(graph) -> dict[str, str]:
+    """Name -> class name of every layer and op, nested models and their contents included."""
+    names = {}
+    for node in leaf_nodes(graph):
+        names[node.operation.name] = type(node.operation).__name__
+    for op in graph.operations:
+        inner = graph_of(op)
+        if inner is not None:
+            names[op.name] = type(op).__name__
+            names.update(_all_names(inner))
+    return names
 
 
 def quantize_aware_keras3(model: Any, *, layers: Sequence[str] | None, layer_types: Sequence[str] | None,
@@ -210,64 +47,63 @@ def quantize_aware_keras3(model: Any, *, layers: Sequence[str] | None, layer_typ
     if keras.backend.backend() != "tensorflow":
         raise ConfigError(f"Keras 3 QAT needs the TensorFlow backend (the TFLite converter reads TF graphs). "
                           f"Received: KERAS_BACKEND={keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow.")
-    if not getattr(model, "inputs", None) or type(model).__name__ not in ("Functional", "Sequential"):
-        raise ConfigError(f"Keras 3 QAT needs a functional or Sequential model. Received: {type(model).__name__} "
-                          f"{model.name!r}. Rebuild it with keras.Input and the functional API.")
-    graph = _as_functional(model)
-    inner = [l for l in graph.layers if _kind(l) != "InputLayer"]
-    names = {l.name for l in inner}
-    if layers is not None and set(layers) - names:
-        raise ConfigError(f"No such layers to quantize. Received: layers={sorted(set(layers) - names)}. "
-                          f"Layers in the model: {sorted(names)}.")
-    unsupported = [(l.name, type(l).__name__) for l in inner if _kind(l) not in SUPPORTED]
-    allowed = set(skip) if isinstance(skip, (list, tuple, set)) else set()
-    refused = [(n, t) for n, t in unsupported if skip is not True and n not in allowed]
+    graph = graph_of(model) if isinstance(model, keras.Model) else None
+    if graph is None or not getattr(graph, "inputs", None):
+        raise ConfigError(f"Keras 3 QAT needs a functional or a built Sequential model. Received: "
+                          f"{type(model).__name__} {getattr(model, 'name', '')!r}. Rebuild it with keras.Input and "
+                          "the functional API (or give the Sequential model a keras.Input first).")
+    names = _all_names(graph)
+    skip_names = set(skip) if isinstance(skip, (list, tuple, set)) else set()
+    for what, given in (("layers", layers), ("skip", skip_names or None)):
+        unknown = sorted(set(given or ()) - set(names))
+        if unknown:
+            raise ConfigError(f"No such layers to {'quantize' if what == 'layers' else 'skip'}. Received: "
+                              f"{what}={unknown}. Layers in the model: {sorted(names)[:40]}.")
+
+    def types_of(op) -> set[str]:
+        return {kind_of(op).removeprefix("op:"), type(op).__name__}
+
+    if layer_types is not None:
+        present = set().union(*(types_of(n.operation) for n in leaf_nodes(graph)))
+        unknown = sorted(set(layer_types) - present)
+        if unknown:
+            raise ConfigError(f"No layers of these types to quantize. Received: layer_types={unknown}. "
+                              f"Types in the model: {sorted(present)}.")
+
+    def selected(op) -> bool:
+        return (layers is None or op.name in layers) and (layer_types is None or bool(types_of(op) & set(layer_types)))
+
+    unsupported: dict[str, tuple[str, str]] = {}
+    for node in leaf_nodes(graph):
+        op = node.operation
+        if selected(op) and op.name not in skip_names and any(keras.backend.is_float_dtype(t.dtype)
+                                                              for t in node.outputs):
+            reason = unsupported_reason(node)
+            if reason:
+                unsupported.setdefault(op.name, (type(op).__name__, reason))
+    refused = [n for n in unsupported if skip is not True]
     if refused:
+        detail = "; ".join(f"{n}: {unsupported[n][1]}" for n in refused)
         raise ConfigError(
-            f"Keras 3 QAT cannot quantize these layers: {refused}. Received: model {model.name!r}. "
-            f"Pass skip={[n for n, _ in refused]} (or skip=True) to leave them in float, or replace them.")
+            f"Keras 3 QAT cannot quantize these layers: {[(n, unsupported[n][0]) for n in refused]} ({detail}). "
+            f"Received: model {model.name!r}. Pass skip={refused} (or skip=True) to leave them in float (the "
+            "export then lists them among its float ops), or replace them.")
     if unsupported:
-        warnings.warn(f"quantize_aware: left in float: {[n for n, _ in unsupported]}", stacklevel=3)
-    chosen = {l.name for l in inner if (layers is None or l.name in layers)
-              and (layer_types is None or _kind(l) in layer_types) and _kind(l) in WEIGHTED}
-    outputs = {t._keras_history.operation.name for t in graph.outputs}
-    ranged = {l.name for l in inner if _needs_range(l, outputs)}
-    input_quantizers: dict[int, Any] = {}
+        warnings.warn(f"quantize_aware: left in float: {list(unsupported)}", stacklevel=3)
+    left_float = skip_names | set(unsupported)
 
-    # A conv/dense ending in softmax, sigmoid or tanh is split: the pre-activation gets
-    # its range, the activation follows as its own layer (as the converter emits it).
-    split = {l.name: _activation_name(l) for l in inner if _kind(l) in WEIGHTED
-             and _activation_name(l) not in (None, "linear", "relu", "relu6")}
+    def chosen(op) -> bool:
+        if graph_of(op) is not None:
+            return op.name not in left_float
+        return selected(op) and op.name not in left_float
 
-    def clone(layer):
-        cls = WEIGHTED.get(_kind(layer)) if layer.name in chosen else None
-        config = layer.get_config()
-        if layer.name in split:
-            config["activation"] = "linear"
-        return (cls or layer.__class__).from_config(config)
-
-    def call(layer, *args, **kwargs):
-        args = [_quantize_input(a, input_quantizers) for a in args]
-        out = layer(*args, **kwargs)
-        if layer.name in split:
-            out = FakeQuantActivation(name=f"{layer.name}_quant")(out)
-            out = keras.layers.Activation(split[layer.name], name=f"{layer.name}_{split[layer.name]}")(out)
-            if split[layer.name] != "softmax":
-                out = FakeQuantActivation(name=f"{layer.name}_{split[layer.name]}_quant")(out)
-        elif layer.name in ranged:
-            out = FakeQuantActivation(name=f"{layer.name}_quant")(out)
-        return out
-
-    qat = keras.models.clone_model(graph, clone_function=clone, call_function=call)
-    for layer in graph.layers:  # same weights, new layer objects
-        if layer.weights:
-            qat.get_layer(layer.name).set_weights(layer.get_weights())
+    qat = GraphRewrite(graph, chosen).build()
     if preserve == "sparsity":
-        for name in chosen:
-            kernel = qat.get_layer(name).kernel
-            mask = kernel.numpy() != 0
-            if not mask.all():  # applied by the optimizer after every update
-                kernel.constraint = _KeepZeros(mask)
+        for layer in qat.layers:
+            for kernel in getattr(layer, "kernel_variables", lambda: [])():
+                mask = kernel.numpy() != 0
+                if not mask.all():  # applied by the optimizer after every update
+                    kernel.constraint = _KeepZeros(mask)
     return qat
 
 
@@ -279,17 +115,3 @@ class _KeepZeros:
 
     def __call__(self, weight):
         return weight * tf.cast(self.mask, weight.dtype)
-
-
-def _quantize_input(value, cache: dict):
-    def one(tensor):
-        history = getattr(tensor, "_keras_history", None)
-        if history is None or type(history.operation).__name__ != "InputLayer":
-            return tensor
-        if id(tensor) not in cache:
-            cache[id(tensor)] = FakeQuantActivation(name=f"{history.operation.name}_quant")(tensor)
-        return cache[id(tensor)]
-
-    if isinstance(value, (list, tuple)):
-        return type(value)(one(v) for v in value)
-    return one(value)

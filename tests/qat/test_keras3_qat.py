@@ -5,11 +5,14 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import edgeopt
 from edgeopt import ConfigError, ConstantSparsity, KeepSparsity, Pruning, quantize_aware
 from edgeopt.convert.inspect import constant_tensors, inspect_tflite, parse_model
 from edgeopt.qat.keras3 import _fake_quant_kernel
+from edgeopt.qat.keras3_layers import _dense_equation
 
 
 def qat_fit(model, x, y, epochs=1, callbacks=()):
@@ -35,8 +38,11 @@ def test_input_model_untouched_and_layers_rewritten(keras3_model, digits_qat):
     names = [l.name for l in qat.layers]
     # one quantizer after the Conv-BN-ReLU block, none between conv1, bn1 and relu1
     assert names.index("relu1_quant") == names.index("relu1") + 1 and "conv1_quant" not in names
-    assert "image_quant" in names and "logits_quant" in names and "flatten_quant" not in names
+    assert "image_quant" in names and "flatten_quant" not in names
     assert type(qat.get_layer("conv1")).__name__ == "FakeQuantConv2D"
+    # the softmax output's fixed range lives inside the layer, which keeps the output's name
+    assert qat.output_names == keras3_model.output_names == ["logits"]
+    assert qat.get_layer("logits")._points["out"] == (0.0, 255 / 256)
 
 
 def test_fully_int8_and_accuracy_matches_keras(digits_qat, digits, tmp_path, keras3_model):
@@ -155,19 +161,84 @@ def test_distill_into_a_qat_student(digits, keras3_model):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def test_unsupported_layers_listed_or_left_float():
+def test_unsupported_layers_listed_or_left_float_and_the_export_says_so(tmp_path):
+    keras.utils.set_random_seed(0)
     inputs = keras.Input((16,))
     x = keras.layers.Dense(8, name="dense")(inputs)
-    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.ELU(name="elu")(x)  # TFLite has no int8 ELU
+    x = keras.layers.Dense(8, activation="selu", name="selu_dense")(x)
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
-    with pytest.raises(ConfigError, match=r"cannot quantize these layers: \[\('norm', 'LayerNormalization'\)\].*skip=\['norm'\]"):
+    with pytest.raises(ConfigError, match=r"cannot quantize these layers: "
+                       r"\[\('elu', 'ELU'\), \('selu_dense', 'Dense'\)\]"
+                       r".*selu_dense: activation 'selu' has no int8 TFLite kernel.*skip=\['elu', 'selu_dense'\]"):
         quantize_aware(model)
-    with pytest.warns(UserWarning, match=r"left in float: \['norm'\]"):
-        qat = quantize_aware(model, skip=["norm"])
+    with pytest.raises(ConfigError, match=r"No such layers to skip. Received: skip=\['nope'\]"):
+        quantize_aware(model, skip=["nope"])
+    with pytest.warns(UserWarning, match=r"left in float: \['elu', 'selu_dense'\]"):
+        qat = quantize_aware(model, skip=True)
     assert type(qat.get_layer("dense")).__name__ == "FakeQuantDense"
+    assert type(qat.get_layer("elu")).__name__ == "ELU" and type(qat.get_layer("selu_dense")).__name__ == "Dense"
+    x = np.random.default_rng(0).standard_normal((64, 16)).astype(np.float32)
+    qat.compile(optimizer="adam", loss="mse")
+    qat.fit(x, x[:, :2], epochs=1, verbose=0)
+    entry = edgeopt.export_tflite(qat, ["int8"], output_dir=tmp_path, eval_data=x)["int8"]
+    # the float layers are named by their ops; everything around them is int8
+    assert not entry.fully_integer and set(entry.float_ops) >= {"ELU"}, entry.float_ops
+    assert entry.op_counts["FULLY_CONNECTED"] == 3 and entry.float_ops.get("FULLY_CONNECTED", 0) == 1
+    assert entry.validation["max_abs_error"] < 0.05 * np.ptp(qat.predict(x, verbose=0))
+
+
+def test_convnext_block_converts_fully_int8(tmp_path):
+    """ConvNeXt's block: a grouped Conv2D with one group per channel, LayerNormalization on
+    images, Dense on 4-D tensors with gelu, LayerScale, a residual Add."""
+    from keras.src.applications.convnext import LayerScale
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 16))
+    x = keras.layers.Conv2D(16, 7, padding="same", groups=16, name="depthwise_as_grouped")(inputs)
+    x = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+    x = keras.layers.Dense(32, activation="gelu")(x)
+    x = LayerScale(0.5, 16, name="scale")(keras.layers.Dense(16)(x))
+    model = keras.Model(inputs, keras.layers.Add()([inputs, x]), name="convnext_block")
+    x = np.random.default_rng(0).standard_normal((32, 8, 8, 16)).astype(np.float32)
+    qat = quantize_aware(model)
+    assert type(qat.get_layer("scale")).__name__ == "FakeQuantLayerScale"
+    qat.compile(optimizer="adam", loss="mse")
+    qat.fit(x, x, epochs=1, verbose=0)
+    entry = edgeopt.export_tflite(qat, ["int8"], output_dir=tmp_path, eval_data=x)["int8"]
+    assert entry.fully_integer, entry.float_ops
+    assert entry.op_counts["DEPTHWISE_CONV_2D"] == 3  # the grouped conv, LayerNorm's gamma/beta, LayerScale
+    assert entry.validation["max_abs_error"] <= 0.03 * np.ptp(qat.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"layers": "conv1"}, r"a list of layer names. Received: layers='conv1'. Pass a list: layers=\['conv1'\]"),
+    ({"layer_types": ["Conv2d"]}, r"No layers of these types to quantize. Received: layer_types=\['Conv2d'\]"),
+    ({"skip": [3]}, r"skip must be a list of layer names. Received: skip=\[3\]. Pass a list of strings or True"),
+    ({"layers": ["conv9"]}, r"No such layers to quantize. Received: layers=\['conv9'\]"),
+])
+def test_bad_arguments_are_one_clear_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        quantize_aware(edgeopt.models.digits_cnn(width=4), **kwargs)
 
 
 def test_other_backend_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     with pytest.raises(ConfigError, match="TensorFlow backend.*KERAS_BACKEND='jax'"):
         quantize_aware(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+
+
+@given(st.lists(st.sampled_from("abcdefghij"), min_size=2, max_size=8, unique=True), st.data())
+def test_einsum_equations_that_are_dense_layers_are_recognized(letters, data):
+    cut1 = data.draw(st.integers(0, len(letters) - 2))
+    cut2 = data.draw(st.integers(cut1 + 1, len(letters) - 1))
+    batch, contracted, new = "".join(letters[:cut1]), "".join(letters[cut1:cut2]), "".join(letters[cut2:])
+    assert _dense_equation(f"{batch}{contracted},{contracted}{new}->{batch}{new}") == (contracted, new)
+    if len(new) > 1:  # an output that transposes is not a dense layer
+        assert _dense_equation(f"{batch}{contracted},{contracted}{new}->{batch}{new[::-1]}") is None
+
+
+@given(st.text(alphabet="abc,->.", max_size=12))
+def test_any_einsum_string_is_answered_without_an_exception(equation):
+    result = _dense_equation(equation)
+    assert result is None or all(isinstance(part, str) and part for part in result)

@@ -70,3 +70,63 @@ def test_bad_arguments(tf_keras_model):
         quantize_aware(tf_keras_model, preserve="weights")
     with pytest.raises(ConfigError, match=r"No such layers to quantize. Received: layers=\['nope'\]"):
         quantize_aware(tf_keras_model, layers=["nope"])
+    with pytest.raises(ConfigError, match=r"No such layers to skip. Received: skip=\['nope'\]"):
+        quantize_aware(tf_keras_model, skip=["nope"])
+    with pytest.raises(ConfigError, match=r"No layers of these types to quantize. Received: layer_types=\['Dens'\]"):
+        quantize_aware(tf_keras_model, layer_types=["Dens"])
+    with pytest.raises(ConfigError, match=r"skip must be a list of layer names. Received: skip='norm'"):
+        quantize_aware(tf_keras_model, skip="norm")
+
+
+def _tf_keras_model(kind):
+    import tf_keras
+
+    layers = tf_keras.layers
+    if kind == "tfoplambda":  # `x + 1.0` on a KerasTensor becomes a TFOpLambda layer
+        inputs = tf_keras.Input((8,))
+        return tf_keras.Model(inputs, layers.Dense(2)(layers.Dense(4)(inputs) + 1.0), name=kind)
+    if kind == "int_input":
+        inputs = tf_keras.Input((6,), dtype="int32", name="token_ids")
+        return tf_keras.Model(inputs, layers.Dense(2)(layers.Flatten()(layers.Embedding(20, 4)(inputs))), name=kind)
+    if kind == "conv1d":
+        inputs = tf_keras.Input((16, 3))
+        return tf_keras.Model(inputs, layers.Dense(2)(layers.Flatten()(layers.Conv1D(4, 3, name="conv1d")(inputs))),
+                              name=kind)
+    inputs = tf_keras.Input((5, 3))
+    return tf_keras.Model(inputs, layers.Dense(2)(layers.LSTM(4, name="lstm")(inputs)), name=kind)
+
+
+@pytest.mark.parametrize("kind, named", [
+    ("tfoplambda", r"^tfmot cannot quantize this tf_keras model: TensorFlow ops applied to Keras tensors"
+                   r".*\('tf.__operators__.add', 'TFOpLambda'\)"),
+    ("int_input", r"^tfmot cannot quantize this tf_keras model: integer inputs .*\('token_ids', 'int32'\)"),
+    ("conv1d", r"^tfmot cannot quantize these layers: \[\('conv1d', 'Conv1D'\)\].*skip=\['conv1d'\]"),
+    ("lstm", r"^tfmot cannot quantize these layers: \[\('lstm', 'LSTM'\)\].*skip=\['lstm'\]"),
+])
+def test_what_tfmot_cannot_do_is_one_clear_error_naming_the_layers(kind, named):
+    # tfmot itself raises AttributeError (TFOpLambda), TypeError (int input) or RuntimeError here
+    with pytest.raises(ConfigError, match=named):
+        quantize_aware(_tf_keras_model(kind))
+
+
+def test_all_tfmot_limits_in_one_model_are_named_in_one_error():
+    import tf_keras
+
+    layers = tf_keras.layers
+    ids = tf_keras.Input((6,), dtype="int32", name="token_ids")
+    x = layers.LSTM(4, name="lstm")(layers.Conv1D(4, 3, name="conv1d")(layers.Embedding(20, 4, name="embed")(ids)))
+    model = tf_keras.Model(ids, layers.Dense(2)(x) * 2.0, name="everything")
+    with pytest.raises(ConfigError) as info:
+        quantize_aware(model)
+    message = str(info.value)
+    for name in ("'tf.math.multiply', 'TFOpLambda'", "'token_ids', 'int32'", "'conv1d', 'Conv1D'", "'lstm', 'LSTM'",
+                 "'embed', 'Embedding'", "Received: model 'everything'", "Keras 3"):
+        assert name in message, (name, message)
+
+
+def test_skipped_conv1d_and_lstm_stay_float():
+    for kind, name in (("conv1d", "conv1d"), ("lstm", "lstm")):
+        with pytest.warns(UserWarning, match=rf"left in float.*\['{name}'\]"):
+            qat = quantize_aware(_tf_keras_model(kind), skip=[name])
+        assert type(qat.get_layer(name)).__name__ in ("Conv1D", "LSTM")
+        assert any(type(l).__name__.startswith("QuantizeWrapper") for l in qat.layers)
