@@ -55,18 +55,46 @@ def display_url(url: str) -> str:
         return "<not a URL>"
 
 
+def resolve_url(url: str) -> str:
+    """`url` with a PostgreSQL driver that is installed: a plain `postgresql://` means
+    psycopg (3) to SQLAlchemy 2.1 but psycopg2 to 2.0, and the dev extra installs
+    psycopg2-binary, so the driver is picked here (psycopg, else psycopg2)."""
+    import importlib.util
+
+    parsed = _url(url)
+    if parsed.drivername == "postgresql":
+        for module, driver in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+            if importlib.util.find_spec(module) is not None:
+                return parsed.set(drivername=driver).render_as_string(hide_password=False)
+    return url
+
+
 def backend_of(url: str) -> str:
-    """`"sqlite"` or `"postgresql"`; any other storage is refused with the fix."""
+    """`"sqlite"` or `"postgresql"`, its driver importable; any other storage is refused with the fix.
+
+    Raises:
+        ConfigError: not a URL, another database, an unknown driver, in-memory SQLite.
+        MissingDependencyError: the driver is known but not installed (psycopg2).
+    """
+    from sqlalchemy.exc import NoSuchModuleError
+
     parsed = _url(url)
     backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise ConfigError(f"--storage needs an SQLite file, not an in-memory database. Received: "
-                              f"{display_url(url)!r}. {_FIX}")
-        return backend
-    if backend == "postgresql":
-        return backend
-    raise ConfigError(f"Unsupported --storage. Received: {display_url(url)!r}. {_FIX}")
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(f"Unsupported --storage. Received: {display_url(url)!r}. {_FIX}")
+    if backend == "sqlite" and (not parsed.database or parsed.database == ":memory:"):
+        raise ConfigError(f"--storage needs an SQLite file, not an in-memory database. Received: "
+                          f"{display_url(url)!r}. {_FIX}")
+    try:
+        parsed.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigError(f"--storage names an unknown database driver. Received: {display_url(url)!r}. "
+                          f"{_FIX}") from None
+    except ImportError as exc:
+        package = {"psycopg": "'psycopg[binary]'"}.get(getattr(exc, "name", None), "psycopg2-binary")
+        raise MissingDependencyError(f"The driver for {backend} is not installed. Received: {display_url(url)!r} "
+                                     f"({exc}). Run: pip install {package}") from None
+    return backend
 
 
 def open_storage(url: str, *, attempts: int = 5) -> Any:
@@ -78,7 +106,7 @@ def open_storage(url: str, *, attempts: int = 5) -> Any:
         MissingDependencyError: the URL's database driver is not installed.
     """
     import optuna
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     backend = backend_of(url)
     if backend == "sqlite":
@@ -91,12 +119,12 @@ def open_storage(url: str, *, attempts: int = 5) -> Any:
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
                                               grace_period=GRACE_S)
-        except ModuleNotFoundError as exc:
-            raise MissingDependencyError(f"The driver for {backend} is not installed. Received: "
-                                         f"{display_url(url)!r} ({exc}). Run: pip install psycopg2-binary") from None
-        except (SQLAlchemyError, RuntimeError, ValueError) as exc:
+        except (OperationalError, IntegrityError, ProgrammingError) as exc:  # unreachable, or a creation race
+            problem = " ".join(str(exc.orig if exc.orig is not None else exc).split())[:300]
+            time.sleep(0.2 * 2**attempt)
+        except (RuntimeError, ValueError) as exc:  # Optuna: a schema of another version
             problem = " ".join(str(exc).split())[:300]
-            time.sleep(0.5 * (attempt + 1))
+            break
     raise ConfigError(f"Cannot open the study storage. Received: {display_url(url)!r} ({problem}). "
                       "Check the URL, that the server runs and that the user may create tables.")
 

@@ -124,7 +124,7 @@ def run_search(recipe: str | os.PathLike | Recipe, *, trials: int, out_dir: str 
     settings = SearchSettings(**recipe.search)
     device = settings.device or (recipe.bench["devices"][0] if recipe.bench else "local")
     check_device_names([device], "search.device")
-    url = storage if storage is not None else storage_lib.default_url(out_dir)
+    url = storage_lib.resolve_url(storage) if storage is not None else storage_lib.default_url(out_dir)
     storage_lib.backend_of(url)  # a bad URL fails before anything is written
     deadline = time.time() + timeout_s if timeout_s is not None else None
     out = ensure_writable_dir(out_dir, what="search directory")

@@ -35,6 +35,31 @@ def write_recipe(directory: Path, **changes) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """TINY's trained model and baseline figures, made once, for a search directory to
+    start from (`seed_with`): a search reuses them as a rerun does."""
+    from edgeopt.pipeline import techniques
+    from edgeopt.pipeline.recipe import load_recipe
+    from edgeopt.search.baseline import prepare_baseline
+    from edgeopt.search.settings import SearchSettings
+
+    root = tmp_path_factory.mktemp("tiny_base")
+    recipe = load_recipe(write_recipe(root))
+    prepare_baseline(recipe, SearchSettings(**recipe.search), "local", root, techniques.load_data(recipe.data),
+                     lambda line: None)
+    return root
+
+
+def seed_with(base: Path, out: Path) -> Path:
+    """`out` holding a copy of `base`'s trained model and baseline (never `base` itself)."""
+    out.mkdir(parents=True)
+    shutil.copytree(base / "train", out / "train")
+    shutil.copytree(base / "baseline", out / "baseline")
+    shutil.copy(base / "baseline.json", out / "baseline.json")
+    return out
+
+
 def _pg_program(name: str) -> str | None:
     found = shutil.which(name)
     if found:
