@@ -68,4 +68,4 @@ def search(recipe, trials, out_dir, workers, storage, timeout_s, quiet, unsafe, 
                           for r in result.front]))
         click.echo(f"\n{result.message}\nSearch directory: {result.out_dir} (report.md, report.html, trials.png)")
     if not result.ok:
-        raise click.ClickException(result.message)
+        raise click.ClickException(" ".join(result.message.split()))

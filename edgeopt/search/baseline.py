@@ -64,7 +64,7 @@ def prepare_baseline(recipe: Any, settings: Any, device: str, out_dir: Path, dat
         record = {"base_hash": base_hash, "model_sha256": sha256_file(model_path)}
         atomic_write_json(record_path, record)
     if settings.space.layer_names():
-        model = model or _keras.load_model(model_path)
+        model = model or _keras.load_model(model_path, unsafe=unsafe)
         _check_layers(model, settings.space.layer_names())
     export = {k: (recipe.export or {}).get(k) for k in ("calibration_samples", "io_dtype")}
     bench = {k: v for k, v in (recipe.bench or {}).items() if k != "devices"}
@@ -72,7 +72,7 @@ def prepare_baseline(recipe: Any, settings: Any, device: str, out_dir: Path, dat
     figures = record.get("figures")
     if record.get("measure_hash") == measure_hash and isinstance(figures, dict) and _complete(figures):
         return model_path, figures
-    model = model or _keras.load_model(model_path)
+    model = model or _keras.load_model(model_path, unsafe=unsafe)
     figures = _measure(model, device, bench, out_dir / "baseline", data, say)
     record.update(measure_hash=measure_hash, figures=figures)
     atomic_write_json(record_path, record)

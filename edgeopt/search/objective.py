@@ -71,6 +71,7 @@ class TrialInputs:
     base_model: Path
     baseline: dict
     data: Any  # techniques.Data
+    unsafe: bool = False  # the recipe's model runs code as it loads (--unsafe)
 
 
 class TrialRunner:
@@ -156,7 +157,7 @@ class TrialRunner:
         from edgeopt.pipeline import techniques
 
         techniques.seed_everything(self.seed)
-        model = _keras.load_model(self.inputs.base_model)
+        model = _keras.load_model(self.inputs.base_model, unsafe=self.inputs.unsafe)
         floor = self._floor()
         state: dict = {}
         quiet = lambda line: None  # noqa: E731 - one line per trial, not per epoch

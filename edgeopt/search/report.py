@@ -150,18 +150,37 @@ def _place_best(out_dir: Path, best: TrialRow | None, report: SearchReport) -> N
         for stale in (target, out_dir / EXPORT_REPORT):  # an earlier budget's best is not this one's
             stale.unlink(missing_ok=True)
         return
-    source = Path(best.tflite) if best.tflite else None
-    if source is None or not source.is_file():
-        for stale in (target, out_dir / EXPORT_REPORT):
-            stale.unlink(missing_ok=True)
+    from edgeopt.convert.inspect import parse_model
+    from edgeopt.errors import EdgeoptError
+
+    for stale in (target, out_dir / EXPORT_REPORT):  # an earlier best is not this one
+        stale.unlink(missing_ok=True)
+    source = _own_file(out_dir, best.tflite)
+    if source is None:  # another machine's (or search directory's) trial: its path is only reported
         where = f" on host {best.host}" if best.host and best.host != socket.gethostname() else ""
-        report.message += f" Its model is not on this machine: {best.tflite}{where}."
+        report.message += f" Its model is not in this search directory: {best.tflite}{where}."
         return
-    atomic_write_bytes(target, source.read_bytes())
+    data = source.read_bytes()
+    try:
+        parse_model(data, origin=str(source))  # a .tflite, not whatever a shared study's record points at
+    except EdgeoptError as exc:
+        report.message += f" Its file is not a valid .tflite, so no best.tflite was written: {exc}"
+        return
+    atomic_write_bytes(target, data)
     if (source.parent / EXPORT_REPORT).is_file():
         atomic_write_bytes(out_dir / EXPORT_REPORT, (source.parent / EXPORT_REPORT).read_bytes())
     report.best_path = str(target)
     report.message += f" Saved as {target} (with {EXPORT_REPORT})."
+
+
+def _own_file(out_dir: Path, recorded: str | None) -> Path | None:
+    """The recorded .tflite when it is a file under this directory's `trials/` (a study
+    shared through a database is not trusted to name any other file), else None."""
+    if not isinstance(recorded, str) or not recorded or "\x00" in recorded:
+        return None
+    path = Path(recorded).resolve()
+    trials = (out_dir / "trials").resolve()
+    return path if path.is_file() and path.suffix == ".tflite" and trials in path.parents else None
 
 
 HEADERS = ["trial", "state", "values", "accuracy", "drop (pts)", "size KiB", "p50 ms", "budget", "front", "note"]

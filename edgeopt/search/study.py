@@ -219,7 +219,7 @@ def _run_trials(recipe, settings, device, out, url, store, lock, study, trials, 
         f"rest on {count} worker{'s' if count > 1 else ''}")
     job = {"recipe": recipe, "url": url, "device": device, "out_dir": str(out), "base_model": str(base_model),
            "baseline": baseline, "trials": trials, "deadline": deadline, "embedded": embedded, "start": start,
-           "verbose": _quiet.is_verbose(), "threads": threads_per_worker(count)}
+           "verbose": _quiet.is_verbose(), "threads": threads_per_worker(count), "unsafe": unsafe}
     try:
         if count == 1:
             run_worker(job, say, storage=store)

@@ -216,7 +216,7 @@ def run_worker(job: dict, say: Progress, *, seed_offset: int = 0, storage: Any =
     storage, study = load(job["url"], storage, recipe.name, settings, seed % 2**32)
     inputs = TrialInputs(recipe=recipe, settings=settings, device=job["device"], out_dir=Path(job["out_dir"]),
                          base_model=Path(job["base_model"]), baseline=job["baseline"],
-                         data=techniques.load_data(recipe.data))
+                         data=techniques.load_data(recipe.data), unsafe=job["unsafe"])
     lock = ClaimLock(job["url"], recipe.name)
     return work(study, storage, lock, TrialRunner(inputs, say), job["trials"], job["deadline"], say,
                 embedded=job["embedded"])

@@ -81,3 +81,25 @@ def test_constraints_are_optunas_sign_convention():
     assert budget.constraints({"accuracy_drop_points": 0.5, "size_kb": 12.0}) == [-0.5, 2.0]
     assert budget.constraints({}) == [1e9, 1e9]  # not measured: infeasible
     assert Budget().constraints({}) == [] and Budget().is_met({})
+
+
+def test_best_tflite_is_only_copied_from_this_search_directory(tmp_path):
+    """A shared study's record is not trusted to name any file: best.tflite comes from trials/ here."""
+    from edgeopt.search.report import SearchReport, _place_best
+
+    secret = tmp_path / "secret.tflite"
+    secret.write_bytes(b"not yours")
+    (tmp_path / "best.tflite").write_bytes(b"stale")
+    best = row(0, 0.1, 1.0, 1.0)
+    for recorded in (str(secret), str(tmp_path / "trials" / ".." / "secret.tflite"), "/etc/passwd", None):
+        best.tflite = recorded
+        report = SearchReport([best], best, None, "Best.")
+        _place_best(tmp_path, best, report)
+        assert report.best_path is None and "is not in this search directory" in report.message
+        assert not (tmp_path / "best.tflite").exists()  # nor is an earlier best left behind
+    (tmp_path / "trials" / "0000").mkdir(parents=True)
+    (tmp_path / "trials" / "0000" / "model.float32.tflite").write_bytes(b"\x00" * 64)
+    best.tflite = str(tmp_path / "trials" / "0000" / "model.float32.tflite")
+    report = SearchReport([best], best, None, "Best.")
+    _place_best(tmp_path, best, report)  # in trials/, but not a .tflite: refused, not copied
+    assert "is not a valid .tflite" in report.message and not (tmp_path / "best.tflite").exists()
