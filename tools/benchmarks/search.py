@@ -100,7 +100,7 @@ def main() -> None:
                          result["best_path"]))
         again = remeasure([r[5] for r in rows]) if rows else []
         print(f"\nBest model within {args.max_drop:g} accuracy point of the trained float32 model:\n")
-        print(f"| model | gzip KiB | accuracy % | drop pts | p50 ms (in its run) | p50 ms (re-timed together) |")
+        print("| model | gzip KiB | accuracy % | drop pts | p50 ms (in its run) | p50 ms (re-timed together) |")
         print("|---|---|---|---|---|---|")
         for row, p50 in zip(rows, again):
             print(f"| {row[0]} | {row[1]:.2f} | {row[2]:.2f} | {row[3]:+.2f} | {row[4]:.4f} | {p50:.4f} |")
@@ -109,8 +109,8 @@ def main() -> None:
         if len(rows) == 2:
             h, s = rows
             dominates = s[1] <= h[1] and s[2] >= h[2] and again[1] <= again[0]
-            print(f"search dominates the hand-written best: {'yes' if dominates else 'no'} "
-                  f"(size {s[1] / h[1]:.2f}×, accuracy {s[2] - h[2]:+.2f} pts, re-timed p50 {again[1] / again[0]:.2f}×)")
+            print(f"search dominates the hand-written best: {'yes' if dominates else 'no'} (size {s[1] / h[1]:.2f}×, "
+                  f"accuracy {s[2] - h[2]:+.2f} pts, re-timed p50 {again[1] / again[0]:.2f}×)")
 
         walls = {}
         for workers in (1, 2):
