@@ -52,6 +52,7 @@ _LAZY = {
     "quantize_aware": "edgeopt.qat.api",
     "Distiller": "edgeopt.distill.api",
     "run_recipe": "edgeopt.pipeline.run",
+    "run_search": "edgeopt.search.study",
     "load_recipe": "edgeopt.pipeline.recipe",
 }
 
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.distill.api import Distiller
     from edgeopt.pipeline.recipe import load_recipe
     from edgeopt.pipeline.run import run_recipe
+    from edgeopt.search.study import run_search
     from edgeopt.qat.api import quantize_aware
     from edgeopt.lowrank.svd import factorize
     from edgeopt.channels.prune import prune_channels

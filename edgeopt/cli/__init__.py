@@ -56,8 +56,9 @@ def _register() -> None:
     from edgeopt.cli.export import export
     from edgeopt.cli.inspect import inspect
     from edgeopt.cli.run import compare, report, run
+    from edgeopt.cli.search import search
 
-    for command in (run, export, inspect, bench, devices, report, compare):
+    for command in (run, export, inspect, bench, devices, report, compare, search):
         cli.add_command(command)
 
 

@@ -39,6 +39,7 @@ from edgeopt.pipeline._checks import path_string as _path_string, positive as _p
 from edgeopt.pipeline.layout import recipe_name_problem, safe_recipe_name, variant_name_problem
 from edgeopt.pipeline.sections import check_device_names  # noqa: F401 - part of this module's API
 from edgeopt.pipeline.sections import parse_bench as _bench, parse_export as _export, precisions as _precisions
+from edgeopt.pipeline.sections import parse_search as _search
 
 # Technique name -> the keys its step accepts (the public API's arguments, plus `epochs`).
 TECHNIQUES: dict[str, set[str]] = {
@@ -62,7 +63,7 @@ FORBIDDEN = {
     ("clustering", "pruning"): "pruning after clustering breaks the shared values; prune first",
     ("clustering", "lowrank"): "factorizing loses the clusters; factorize first",
 }
-SECTIONS = {"name", "description", "model", "data", "train", "variants", "export", "bench"}
+SECTIONS = {"name", "description", "model", "data", "train", "variants", "export", "bench", "search"}
 
 
 @dataclass
@@ -78,6 +79,7 @@ class Recipe:
     variants: list[dict] = field(default_factory=list)
     export: dict | None = None
     bench: dict | None = None
+    search: dict | None = None  # `edgeopt search`'s settings (see edgeopt.search.settings)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -118,6 +120,12 @@ def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = Tr
     recipe.variants = _variants(data.get("variants"), path, recipe)
     recipe.export = _export(data.get("export"), path) if "export" in data else None
     recipe.bench = _bench(data.get("bench"), path, check_devices) if "bench" in data else None
+    if "search" in data:
+        if recipe.train is None or recipe.data is None:
+            raise ConfigError(f"{_where(path, 'search')} fine-tunes and validates every trial, which needs the data "
+                              "and train sections. Received: no train/data. Add data: {source: digits} and train: {}.")
+        builder = resolve_callable(recipe.model["builder"], "model.builder") if recipe.model["builder"] else None
+        recipe.search = _search(data.get("search"), path, check_devices, builder)
     if recipe.train and recipe.data is None:
         raise ConfigError(f"{_where(path, 'train')} needs a data section. Received: no 'data'. Add data: {{source: digits}}.")
     stepped = [v["name"] for v in recipe.variants if v["steps"]]

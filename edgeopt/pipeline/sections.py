@@ -1,5 +1,6 @@
 """The recipe sections that are a public callable's arguments: `export` sets
-`export_tflite`'s, `bench` sets `bench`'s (the harness function's).
+`export_tflite`'s, `bench` sets `bench`'s (the harness function's), `search` sets
+`SearchSettings`'s (`edgeopt.search.settings`).
 
 Their keys are the callable's parameter names, their defaults are read from its
 signature with `inspect.signature`, and their values are checked by the same
@@ -102,3 +103,10 @@ def check_device_names(devices, label: str) -> None:
             load_profile(device)
         except ConfigError as exc:
             raise ConfigError(f"{label}: {exc}") from None
+
+
+def parse_search(search, path, check_devices, builder=None) -> dict:
+    """The search section, checked by constructing `SearchSettings` (its keys and defaults)."""
+    from edgeopt.search.settings import parse_section
+
+    return parse_section(search, path, builder=builder, check_devices=check_devices)

@@ -4,7 +4,7 @@ QAT, distill. Each step maps one-to-one onto the function or callback of that na
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -102,40 +102,44 @@ def fit(model: Any, data: Data, train: dict, epochs: int, label: str, say: Progr
     return model
 
 
-def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, say: Progress, state: dict) -> Any:
-    """Applies one technique to `model` (fine-tuning it) and returns the resulting model."""
+def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, say: Progress, state: dict,
+               callbacks: Sequence[Any] = ()) -> Any:
+    """Applies one technique to `model` (fine-tuning it) and returns the resulting model.
+
+    `callbacks` join every `fit` of the step (`edgeopt search` stops poor trials with one)."""
     import edgeopt
 
     settings = dict(settings)
     epochs = settings.pop("epochs")
     label = f"  {kind}"
+    extra = list(callbacks)
     keep = [edgeopt.KeepSparsity()] if state.get("pruned") else []
     if kind == "pruning":
         ((name, args),) = settings.pop("schedule").items()
         schedule = getattr(edgeopt, SCHEDULES[name])(**args)
-        fit(model, data, train, epochs, label, say, [edgeopt.Pruning(schedule, **settings)])
+        fit(model, data, train, epochs, label, say, [edgeopt.Pruning(schedule, **settings), *extra])
         state["pruned"] = True
         return model
     if kind == "clustering":
         if state.get("pruned"):
             settings.setdefault("preserve_sparsity", True)
         clustered = edgeopt.cluster_weights(model, **settings)
-        fit(clustered, data, train, epochs, label, say)
+        fit(clustered, data, train, epochs, label, say, extra)
         return edgeopt.strip_clustering(clustered)
     if kind == "lowrank":
-        return fit(edgeopt.factorize(model, **settings), data, train, epochs, label, say, keep)
+        return fit(edgeopt.factorize(model, **settings), data, train, epochs, label, say, keep + extra)
     if kind == "qat":
         learning_rate = settings.pop("learning_rate", None) or train["learning_rate"] / 10
         qat = edgeopt.quantize_aware(model, **settings)
         # Keras 3 QAT keeps the user's layers, so KeepSparsity holds the zeros; tfmot's
         # wrapped layers keep them through preserve: sparsity instead.
         hold = keep if _keras.flavour_of(qat) is _keras.Flavour.KERAS3 else []
-        return fit(qat, data, train, epochs, label, say, hold, learning_rate=learning_rate)
+        return fit(qat, data, train, epochs, label, say, hold + extra, learning_rate=learning_rate)
     if kind == "distill":
         student = build_model(settings.pop("student"))
         distiller = edgeopt.Distiller(student=student, teacher=model, **settings)
         distiller.compile(optimizer=_optimizer(student, train), metrics=train["metrics"])
-        fit(distiller, data, train, epochs, label, say, compile_model=False)
+        fit(distiller, data, train, epochs, label, say, extra, compile_model=False)
         state["pruned"] = False
         return distiller.student
     raise AssertionError(kind)  # recipes are validated before anything runs
