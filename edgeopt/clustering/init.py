@@ -1,7 +1,7 @@
 """Centroid initialisation and assignment for weight clustering, as tfmot does them.
 
 tf_keras models are clustered by tfmot itself; Keras 3 models by edgeopt, which must
-not import tfmot (importing it switches `tf.keras` to tf_keras). So tfmot 0.8.1's
+not import tfmot (importing it switches TensorFlow's keras attribute to tf_keras). So tfmot 0.8.1's
 initialisers (`clustering_centroids.py`) are reproduced here, and the same `init`
 name gives the same centroids for the same weights in both flavours:
 
