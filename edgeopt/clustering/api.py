@@ -1,9 +1,12 @@
 """`cluster_weights` / `strip_clustering`: weight sharing for Keras 3 and tf_keras.
 
 tf_keras models go through tfmot's clustering, on a copy (tfmot wraps the layer
-objects it is given, which would change the caller's model); Keras 3 models through
-edgeopt's own constraint-based clustering (`clustering.keras3`). Either way the input
-model is left untouched and a new model is returned.
+objects it is given, which would change the caller's model), except for the kernels
+tfmot leaves unclustered (DepthwiseConv2D, layers inside nested models): those, and
+every kernel of a Keras 3 model, go through edgeopt's own constraint-based clustering
+(`clustering.projection`). Either way the input model is left untouched and a new
+model is returned. Subclassed models cannot be copied layer by layer: tf_keras ones,
+and Keras 3 ones whose `get_config` does not rebuild them, are a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
-from edgeopt import _keras
+from edgeopt import _cloning, _keras
 from edgeopt._checks import is_integer
-from edgeopt._layers import WEIGHT_LAYER_TYPES, select_layers
-from edgeopt.clustering import keras3 as keras3_clustering
+from edgeopt._layers import WEIGHT_LAYER_TYPES, Target, select_layers
+from edgeopt.clustering import projection
 from edgeopt.clustering.init import CentroidInit, parse_init
 from edgeopt.errors import ConfigError
 
@@ -39,7 +42,8 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
     ```
 
     Args:
-        model: a Keras 3 or tf_keras model; not modified.
+        model: a Keras 3 or tf_keras model; not modified. Functional or Sequential
+            (Keras 3 also copies a subclassed model whose `get_config` rebuilds it).
         clusters: shared values per kernel (>= 2), zero included with
             `preserve_sparsity`: a kernel never holds more than `clusters` distinct values.
             Defaults to `16`.
@@ -52,6 +56,9 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
         include: layer-name patterns to cluster. Defaults to `None` (all).
         exclude: layer-name patterns to leave alone. Defaults to `()`.
         min_params: skip kernels with fewer weights. Defaults to `0`.
+
+    Raises:
+        ConfigError: bad arguments, nothing to cluster, or a model that cannot be copied.
     """
     if not is_integer(clusters) or clusters < 2:
         raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={clusters!r}. "
@@ -65,12 +72,12 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
     selection = dict(layer_types=layer_types, include=include, exclude=exclude, min_params=min_params,
                      what="clustering")
     _targets(model, clusters, selection)  # fail on the caller's model before copying
-    clone = _keras.clone_with_weights(model)
+    clone = _cloning.clone(model, "cluster_weights")
     targets = _targets(clone, clusters, selection, warn=True)
     if flavour is _keras.Flavour.KERAS3:
-        keras3_clustering.cluster_targets(targets, clusters, init, preserve_sparsity)
+        projection.cluster_targets(targets, clusters, init, preserve_sparsity)
         return clone
-    return _tfmot_cluster(clone, {t.name for t in targets}, clusters, init, preserve_sparsity)
+    return _tf_keras_cluster(clone, targets, clusters, init, preserve_sparsity)
 
 
 def _targets(model: Any, clusters: int, selection: dict, warn: bool = False) -> list:
@@ -87,22 +94,40 @@ def _targets(model: Any, clusters: int, selection: dict, warn: bool = False) -> 
     return [t for t in targets if t.size > clusters]
 
 
-def _tfmot_cluster(clone: Any, names: set[str], clusters: int, init: CentroidInit, preserve_sparsity: bool) -> Any:
+def _tf_keras_cluster(clone: Any, targets: list[Target], clusters: int, init: CentroidInit,
+                      preserve_sparsity: bool) -> Any:
+    """tfmot wraps the top-level layers whose kernels it clusters; the kernels it would
+    leave alone get edgeopt's constraint (the layers stay the same objects either way)."""
+    top_level = {id(layer) for layer in clone.layers}
+    by_tfmot = {id(t.layer) for t in targets if id(t.layer) in top_level and t.type != "DepthwiseConv2D"}
+    projection.cluster_targets([t for t in targets if id(t.layer) not in by_tfmot], clusters, init, preserve_sparsity)
+    if not by_tfmot:
+        return clone
+    return _tfmot_cluster(clone, by_tfmot, clusters, init, preserve_sparsity)
+
+
+def _tfmot_cluster(clone: Any, layer_ids: set[int], clusters: int, init: CentroidInit, preserve_sparsity: bool) -> Any:
     tfmot = _keras.import_tfmot()
     tf_keras = _keras.keras_module(_keras.Flavour.TF_KERAS)
     params = {"number_of_clusters": clusters, "preserve_sparsity": preserve_sparsity,
               "cluster_centroids_init": getattr(tfmot.clustering.keras.CentroidInitialization, _TFMOT_INIT[init])}
 
     def wrap(layer):
-        return tfmot.clustering.keras.cluster_weights(layer, **params) if layer.name in names else layer
+        return tfmot.clustering.keras.cluster_weights(layer, **params) if id(layer) in layer_ids else layer
 
     # `clone` is already a private copy, so tfmot may wrap its layer objects.
     return tf_keras.models.clone_model(clone, clone_function=wrap)
 
 
 def strip_clustering(model: Any) -> Any:
-    """A plain model (no wrappers, no constraints) with the clustered kernel values."""
+    """A new plain model (no wrappers, no constraints) with the clustered kernel values.
+
+    The clustered model is left as it is (and shares no layer with the result).
+    """
     if _keras.flavour_of(model) is _keras.Flavour.KERAS3:
-        return keras3_clustering.strip(model)
+        return projection.strip(model)
+    _cloning.require_graph_model(model, "strip_clustering")
     tfmot = _keras.import_tfmot()
-    return tfmot.clustering.keras.strip_clustering(model)
+    # tfmot's strip returns the clustered model's own layer objects where it found no
+    # wrapper (the depthwise kernels constrained by edgeopt among them): copy once more.
+    return projection.strip(tfmot.clustering.keras.strip_clustering(model))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import re
 import warnings
 from typing import Any, Sequence
 
@@ -15,6 +16,67 @@ def _shape(tensor) -> tuple:
     shape = tensor.shape
     shape = shape.as_list() if hasattr(shape, "as_list") else shape
     return tuple(None if d is None else int(d) for d in shape)
+
+
+def _symbolic(model: Any, name: str) -> list:
+    try:  # a subclassed model has none (Keras 3 raises, tf_keras returns None)
+        return list(getattr(model, name, None) or [])
+    except (AttributeError, ValueError):
+        return []
+
+
+def _io_shapes(role: str, model: Any) -> tuple[tuple | None, tuple | None]:
+    """`(input shape, output shape)` without the batch, or `(None, None)` for a built
+    subclassed model (it has no symbolic inputs to read them from)."""
+    inputs, outputs = _symbolic(model, "inputs"), _symbolic(model, "outputs")
+    if inputs:
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ConfigError(f"The Distiller takes models with one input and one output. Received: {role} "
+                              f"{getattr(model, 'name', '')!r} with {len(inputs)} inputs and {len(outputs)} outputs. "
+                              "Distill a single-input, single-output model (e.g. one head of it).")
+        return _shape(inputs[0])[1:], _shape(outputs[0])[1:]
+    if not getattr(model, "built", False):
+        raise ConfigError(f"The {role} is not built. Received: an unbuilt {type(model).__name__} "
+                          f"{getattr(model, 'name', '')!r}. Call it once on a batch (`model(x)`) first.")
+    return None, None
+
+
+def _reason(exc: BaseException) -> str:
+    """The telling line of an exception (Keras puts "Exception encountered when calling..." first)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras 3 highlights names with terminal escapes
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered")] or lines
+    return f"{type(exc).__name__}: {lines[0].rstrip('.')[:300]}" if lines else type(exc).__name__
+
+
+def _probe_shapes(teacher: Any, student: Any, known: tuple | None) -> tuple:
+    """Input and output shapes of both models, from one forward pass on zeros of the
+    input shape a model was built with (a subclassed model keeps it as its build config)."""
+    import numpy as np
+
+    shape = known
+    for model in (teacher, student):
+        if shape is None:
+            config = model.get_build_config() if hasattr(model, "get_build_config") else None
+            built = (config or {}).get("input_shape")
+            if built is not None and all(isinstance(d, int) or d is None for d in built):
+                shape = tuple(built)[1:]
+    if shape is None or any(d is None for d in shape):
+        raise ConfigError("Cannot tell which inputs a subclassed teacher or student takes. Received: build input "
+                          f"shape {shape}. Build both by calling them on a batch of one fixed shape (`model(x)`).")
+    x = np.zeros((1, *shape), "float32")
+    shapes = []
+    for role, model in (("teacher", teacher), ("student", student)):
+        try:
+            out = model(x, training=False)
+        except Exception as exc:  # any layer may reject it: say which model
+            raise ConfigError(f"The {role} does not take inputs of shape {shape}, which the other model was built "
+                              f"for. Received: {_reason(exc)}. Both must read the same samples.") from exc
+        if isinstance(out, (list, tuple, dict)):
+            raise ConfigError(f"The Distiller takes models with one input and one output. Received: a {role} "
+                              f"returning {type(out).__name__}. Distill a single-output model.")
+        shapes += [shape, _shape(out)[1:]]
+    return tuple(shapes)
 
 
 class Distiller(abc.ABC):
@@ -40,7 +102,8 @@ class Distiller(abc.ABC):
     with this class, so `isinstance(distiller, edgeopt.Distiller)` holds for either.
 
     Args:
-        student: the model to train (Keras 3 or tf_keras, same flavour as `teacher`).
+        student: the model to train (Keras 3 or tf_keras, same flavour as `teacher`):
+            functional, Sequential, or a built subclassed model; one input, one output.
         teacher: a trained model with the same input shape and output width.
         temperature: softmax temperature T (> 0). Defaults to `4.0`.
         alpha: weight of the hard-label loss, in [0, 1]. Defaults to `0.1`.
@@ -62,18 +125,17 @@ class Distiller(abc.ABC):
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}. "
                               "It weighs the hard-label loss; 0.1 is common.")
-        for role, model in (("teacher", teacher), ("student", student)):
-            if not getattr(model, "inputs", None) or len(model.inputs) != 1 or len(model.outputs) != 1:
-                raise ConfigError(f"The {role} must be a built model with one input and one output. "
-                                  f"Received: {type(model).__name__} {getattr(model, 'name', '')!r}.")
-        t_in, s_in = _shape(teacher.inputs[0])[1:], _shape(student.inputs[0])[1:]
+        (t_in, t_out), (s_in, s_out) = _io_shapes("teacher", teacher), _io_shapes("student", student)
+        subclassed = t_in is None or s_in is None
+        if subclassed:  # compare what both give on one sample
+            t_in, t_out, s_in, s_out = _probe_shapes(teacher, student, t_in or s_in)
         if t_in != s_in:
             raise ConfigError(f"Teacher and student take different inputs. Received: teacher {t_in}, student {s_in}. "
                               "Both must read the same samples.")
-        t_out, s_out = _shape(teacher.outputs[0])[-1], _shape(student.outputs[0])[-1]
-        if t_out != s_out:
-            raise ConfigError(f"Teacher and student have different output widths. Received: teacher {t_out}, "
-                              f"student {s_out}. Both must predict the same classes.")
+        t_width, s_width = (t_out[-1] if t_out else None), (s_out[-1] if s_out else None)
+        if t_width != s_width:
+            raise ConfigError(f"Teacher and student have different output widths. Received: teacher {t_width}, "
+                              f"student {s_width}. Both must predict the same classes.")
         teacher_probs, student_probs = ends_in_softmax(teacher), ends_in_softmax(student)
         if teacher_probs or student_probs:
             which = " and ".join(r for r, p in (("teacher", teacher_probs), ("student", student_probs)) if p)
@@ -84,6 +146,10 @@ class Distiller(abc.ABC):
                           stacklevel=2)
         common = dict(temperature=float(temperature), alpha=float(alpha), teacher_probs=teacher_probs,
                       student_probs=student_probs)
+        if features and subclassed:
+            raise ConfigError("Feature distillation reads intermediate layer outputs, which only functional and Sequential "
+                              f"models have. Received: features={list(features)} and a subclassed teacher or student. "
+                              "Drop `features` or rebuild the models with the functional API.")
         for teacher_layer, student_layer in features:
             shapes = []
             for role, model, name in (("teacher", teacher, teacher_layer), ("student", student, student_layer)):

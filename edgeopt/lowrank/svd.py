@@ -1,8 +1,8 @@
 """Low-rank factorization: a Dense (or 1×1 Conv2D) layer becomes two thinner ones.
 
-From the truncated SVD `W ≈ U_r S_r V_rᵀ` of a kernel `W` (in × out): the first layer
-holds `U_r √S_r` (in × r, no bias), the second `√S_r V_rᵀ` (r × out) with the original
-bias and activation. Predictions stay close before any fine-tuning.
+From the truncated SVD `W ≈ U_r S_r V_rᵀ` of a kernel `W` (in × out), computed through
+its Gram matrix (see `_spectrum`): the first layer holds `U_r √S_r` (in × r, no bias),
+the second `√S_r V_rᵀ` (r × out) with the original bias and activation. Predictions stay close before any fine-tuning.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeopt import _keras
+from edgeopt import _cloning, _keras
 from edgeopt._layers import select_layers
 from edgeopt.errors import ConfigError
 
@@ -33,8 +33,38 @@ class Factorization:
 def _rank_for(singular: np.ndarray, rank: int | None, energy: float) -> int:
     if rank is not None:
         return rank
-    share = np.cumsum(singular**2) / np.sum(singular**2)
+    total = np.sum(singular**2)
+    if total == 0:  # an all-zero kernel
+        return 1
+    share = np.cumsum(singular**2) / total
     return int(np.searchsorted(share, energy - 1e-12) + 1)
+
+
+def _spectrum(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values of `w` (descending) and the matching singular vectors of its shorter side.
+
+    From the eigendecomposition of the Gram matrix of the shorter side rather than
+    `np.linalg.svd`: the same top singular subspace, but an eigenproblem of size
+    `min(in, out)`, tens of times faster on the 1024x2048 kernels of a ResNet-50 (a full
+    SVD of each took seconds). Only the leading singular values matter here; those are
+    accurate (the Gram matrix squares only the small ones' relative error).
+    """
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    eigenvalues, vectors = np.linalg.eigh(gram)  # ascending
+    eigenvalues, vectors = np.clip(eigenvalues[::-1], 0, None), vectors[:, ::-1]
+    return np.sqrt(eigenvalues), vectors
+
+
+def _factors(w: np.ndarray, singular: np.ndarray, vectors: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(a, b)` with `a @ b` the best rank-`r` approximation of `w`, the singular values
+    split evenly between them (`a = U_r √S_r`, `b = √S_r V_rᵀ`)."""
+    root = np.sqrt(singular[:r])
+    inverse = np.divide(1.0, root, out=np.zeros_like(root), where=root > root[0] * 1e-12)
+    if w.shape[0] >= w.shape[1]:  # vectors are V: u_i √s_i = w v_i / √s_i
+        v = vectors[:, :r]
+        return (w @ v) * inverse, root[:, None] * v.T
+    u = vectors[:, :r]  # vectors are U: √s_i v_iᵀ = u_iᵀ w / √s_i
+    return u * root, inverse[:, None] * (u.T @ w)
 
 
 def _is_pointwise(layer: Any, kind: str) -> bool:
@@ -57,7 +87,8 @@ def factorize(model: Any, *, rank: int | None = None, energy: float = 0.9, inclu
     ```
 
     Args:
-        model: a functional or Sequential Keras 3 / tf_keras model; not modified.
+        model: a functional or Sequential Keras 3 / tf_keras model; not modified
+            (a subclassed model is a `ConfigError`: it has no layer graph to rebuild).
         rank: rank for every layer. Defaults to `None` (chosen by `energy`).
         energy: keep the smallest rank whose singular values hold this share of the
             squared total, in (0, 1]. Defaults to `0.9`.
@@ -66,7 +97,11 @@ def factorize(model: Any, *, rank: int | None = None, energy: float = 0.9, inclu
         min_params: skip kernels with fewer weights. Defaults to `0`.
         return_plan: also return a list of `Factorization`s. Defaults to `False`.
 
-    Layers where factorizing would not reduce parameters are left as they are.
+    Layers where factorizing would not reduce parameters are left as they are, and so
+    are layers inside nested models (with a warning).
+
+    Raises:
+        ConfigError: bad arguments, nothing to factorize, or a model that cannot be rebuilt.
     """
     if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0):
         raise ConfigError(f"rank must be a positive integer. Received: rank={rank!r}.")
@@ -74,29 +109,38 @@ def factorize(model: Any, *, rank: int | None = None, energy: float = 0.9, inclu
         raise ConfigError(f"energy must be in (0, 1]. Received: energy={energy!r}.")
     flavour = _keras.flavour_of(model)
     k = _keras.keras_module(flavour)
-    targets = [t for t in select_layers(model, layer_types=("Dense", "Conv2D"), include=include, exclude=exclude,
-                                        min_params=min_params, what="factorization") if _is_pointwise(t.layer, t.type)]
+    _cloning.require_graph_model(model, "factorize")
+    top_level = {id(layer) for layer in model.layers}
+    candidates = [t for t in select_layers(model, layer_types=("Dense", "Conv2D"), include=include, exclude=exclude,
+                                           min_params=min_params, what="factorization") if _is_pointwise(t.layer, t.type)]
+    nested = [t.name for t in candidates if id(t.layer) not in top_level]
+    if nested:  # clone_function sees top-level layers only (tf_keras has no recursive cloning)
+        warnings.warn(f"factorize: layers inside nested models are left as they are: {nested}. "
+                      "Factorize the nested model itself, or flatten the model.", stacklevel=2)
+    targets = [t for t in candidates if id(t.layer) in top_level]
     if not targets:
         raise ConfigError("No Dense or 1x1 Conv2D layer to factorize. Received: "
-                          f"include={include}, exclude={list(exclude)}. Select other layers.")
+                          f"include={include}, exclude={list(exclude)}"
+                          + (f", and only layers inside nested models: {nested}" if nested else "")
+                          + ". Select other layers.")
     plan: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     report = []
     for target in targets:
         kernel = target.read()
-        w = kernel.reshape(-1, kernel.shape[-1])  # (in, out); 1x1 conv kernels are (1, 1, in, out)
+        w = kernel.reshape(-1, kernel.shape[-1]).astype(np.float64)  # (in, out); 1x1 conv kernels are (1, 1, in, out)
         n_in, n_out = w.shape
         if rank is not None and rank > min(n_in, n_out):
             raise ConfigError(f"rank is larger than layer {target.name!r} allows. Received: rank={rank} for a "
                               f"{n_in}x{n_out} kernel (at most {min(n_in, n_out)}). Lower rank or exclude the layer.")
-        u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+        s, vectors = _spectrum(w)
         r = _rank_for(s, rank, energy)
         before, after = n_in * n_out, r * (n_in + n_out)
-        kept = float(np.sum(s[:r] ** 2) / np.sum(s**2))
+        kept = float(np.sum(s[:r] ** 2) / np.sum(s**2)) if np.sum(s**2) else 1.0
         if after >= before:
             report.append(Factorization(target.name, r, before, before, kept, skipped="would not reduce parameters"))
             continue
-        root = np.sqrt(s[:r])
-        plan[target.name] = ((u[:, :r] * root).astype(kernel.dtype), (root[:, None] * vt[:r]).astype(kernel.dtype))
+        a, b = _factors(w, s, vectors, r)
+        plan[target.name] = (a.astype(kernel.dtype), b.astype(kernel.dtype))
         report.append(Factorization(target.name, r, before, after, kept))
 
     if not plan:
@@ -120,7 +164,7 @@ def factorize(model: Any, *, rank: int | None = None, energy: float = 0.9, inclu
                                      use_bias=config["use_bias"], name=f"{layer.name}_lr_b")
         return k.Sequential([first, second], name=layer.name)
 
-    new = k.models.clone_model(model, clone_function=replace)
+    new = _cloning.clone(model, "factorize", clone_function=replace, weights=False)
     old_layers = {layer.name: layer for layer in model.layers}
     for layer in new.layers:
         source = old_layers.get(layer.name)

@@ -64,8 +64,28 @@ def attach(model: Any) -> Any:
         # variables model weights. TensorFlow's tracking is told directly, so checkpoints
         # save it and a restore made before this attach is applied now.
         object.__setattr__(model, ATTRIBUTE, state)
-        model._track_trackable(state, name=ATTRIBUTE, overwrite=True)
+        with _untracked_by_keras(model):
+            model._track_trackable(state, name=ATTRIBUTE, overwrite=True)
     return state
+
+
+def _untracked_by_keras(model: Any) -> Any:
+    """A scope in which Keras 3's own attribute tracker ignores new state.
+
+    TensorFlow records the dependency in a dict that Keras 3 wraps with its tracker; a
+    built subclassed model has that tracker locked ("You cannot add new elements of
+    state ... to a layer that is already built"), and an unlocked one would list the
+    state among the model's layers. tf_keras has no such tracker.
+    """
+    import contextlib
+
+    if _keras.flavour_of(model) is not _keras.Flavour.KERAS3:
+        return contextlib.nullcontext()
+    try:  # Keras 3 exposes no public switch for this; its private scope is used when present.
+        from keras.src.utils.tracking import DotNotTrackScope
+    except ImportError:  # pragma: no cover - a future Keras without it
+        return contextlib.nullcontext()
+    return DotNotTrackScope()
 
 
 def saved(state: Any) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from edgeopt.models import digits_cnn
 from tests.pruning.test_callback import fresh
 
 KERNELS = ("conv1", "conv2", "dense1", "logits")
+CLUSTERS = 8
 
 
 class ClusteringContract:
@@ -157,3 +158,104 @@ def test_kernels_no_larger_than_the_clusters_are_left_alone(flavour):
     np.testing.assert_array_equal(final.get_layer("tiny").get_weights()[0], model.get_layer("tiny").get_weights()[0])
     with pytest.raises(ConfigError, match="No selected kernel has more weights than clusters=64"):
         cluster_weights(model, clusters=64)
+
+
+def subclassed_net(flavour, with_config=False):
+    """A built subclassed model with a constructor argument, as people write them."""
+    from edgeopt._keras import keras_module
+
+    k = keras_module(flavour)
+
+    class Net(k.Model):
+        def __init__(self, width, **kwargs):
+            super().__init__(**kwargs)
+            self.width = width
+            self.hidden = k.layers.Dense(width, activation="relu", name="hidden")
+            self.out = k.layers.Dense(4, name="out")
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+        if with_config:
+            def get_config(self):
+                return {**super().get_config(), "width": self.width}
+
+    k.utils.set_random_seed(0)
+    model = Net(32, name="net")
+    model(np.zeros((1, 8), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("flavour, message", [
+    ("keras3", r"Keras cannot rebuild it from its config.*Received: a .*Net model named 'net'.*get_config\(\)"),
+    ("tf_keras", r"only works for functional and Sequential models\. Received: a .*Net model named 'net', "
+                 r"a subclassed model\. Build the same layers with the functional API")])
+def test_a_subclassed_model_is_a_config_error(flavour, message):
+    model = subclassed_net(flavour)
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ConfigError, match=message):
+        cluster_weights(model, clusters=4)
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_keras3_clusters_a_subclassed_model_that_rebuilds_from_its_config():
+    model = subclassed_net("keras3", with_config=True)
+    clustered = cluster_weights(model, clusters=4)
+    clustered.compile(optimizer="adam", loss="mse")
+    clustered.fit(np.ones((8, 8), "float32"), np.zeros((8, 4), "float32"), verbose=0)
+    final = strip_clustering(clustered)
+    assert type(final).__name__ == "Net" and final is not clustered
+    for name in ("hidden", "out"):
+        assert len(np.unique(final.get_layer(name).get_weights()[0])) <= 4
+    assert len(np.unique(model.get_layer("hidden").get_weights()[0])) > 4  # the input is untouched
+
+
+def depthwise_net(flavour):
+    from edgeopt._keras import keras_module
+
+    k = keras_module(flavour)
+    k.utils.set_random_seed(0)
+    return k.Sequential([k.Input((8, 8, 1)), k.layers.Conv2D(8, 3, name="conv"),
+                         k.layers.DepthwiseConv2D(3, depth_multiplier=2, name="depthwise"),
+                         k.layers.Flatten(), k.layers.Dense(10, name="logits")])
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_depthwise_kernels_are_clustered_in_both_flavours(digits, flavour):
+    """tfmot lists DepthwiseConv2D with no clusterable weight: its wrapper would train the
+    kernel unclustered. edgeopt's own constraint clusters it, in training and after strip."""
+    from edgeopt._keras import keras_module
+
+    model = depthwise_net(flavour)
+    clustered = cluster_weights(model, clusters=CLUSTERS)
+    loss = keras_module(flavour).losses.SparseCategoricalCrossentropy(from_logits=True)
+    clustered.compile(optimizer="adam", loss=loss)
+    clustered.fit(digits.x_train[:256], digits.y_train[:256], epochs=1, batch_size=32, verbose=0)
+    trained = clustered.get_layer("depthwise").get_weights()[0]
+    assert len(np.unique(trained)) <= CLUSTERS  # clustered while it trained
+    final = strip_clustering(clustered)
+    for name in ("conv", "depthwise", "logits"):
+        assert len(np.unique(final.get_layer(name).get_weights()[0])) <= CLUSTERS, name
+    assert final.get_layer("depthwise") is not clustered.get_layer("depthwise")
+    variable = final.get_layer("depthwise").depthwise_kernel if flavour == "tf_keras" \
+        else final.get_layer("depthwise").kernel
+    assert variable.constraint is None  # a plain model: further training is free
+    assert len(np.unique(model.get_layer("depthwise").get_weights()[0])) > CLUSTERS  # the input is untouched
+
+
+def test_tf_keras_layers_inside_a_nested_model_are_clustered():
+    """tfmot wraps the top-level layers it is handed; a nested backbone's kernels get
+    edgeopt's constraint instead of being left alone."""
+    from edgeopt._keras import keras_module
+
+    k = keras_module("tf_keras")
+    k.utils.set_random_seed(0)
+    backbone = k.Sequential([k.Input((8,)), k.layers.Dense(16, name="inner")], name="backbone")
+    model = k.Sequential([k.Input((8,)), backbone, k.layers.Dense(4, name="head")])
+    clustered = cluster_weights(model, clusters=4)
+    clustered.compile(optimizer="adam", loss="mse")
+    clustered.fit(np.ones((8, 8), "float32"), np.zeros((8, 4), "float32"), verbose=0)
+    final = strip_clustering(clustered)
+    assert len(np.unique(final.get_layer("backbone").get_layer("inner").get_weights()[0])) <= 4
+    assert len(np.unique(final.get_layer("head").get_weights()[0])) <= 4

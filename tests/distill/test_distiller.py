@@ -132,3 +132,56 @@ def test_feature_distillation_keras3(digits):
         Distiller(student=mlp("keras3", 8), teacher=teacher, features=[("hidden", "hidden")])
     with pytest.raises(ConfigError, match="Keras 3 models only"):
         Distiller(student=mlp("tf_keras", 8), teacher=mlp("tf_keras", 8), features=[("hidden", "hidden")])
+
+
+def subclassed_mlp(flavour, width, seed=0, inputs=(8, 8, 1), build=True):
+    k = keras_module(flavour)
+
+    class Net(k.Model):
+        def __init__(self, width, **kwargs):
+            super().__init__(**kwargs)
+            self.flatten = k.layers.Flatten()
+            self.hidden = k.layers.Dense(width, activation="relu", name="hidden")
+            self.out = k.layers.Dense(10, name="out")
+
+        def call(self, x):
+            return self.out(self.hidden(self.flatten(x)))
+
+    k.utils.set_random_seed(seed)
+    model = Net(width, name="net")
+    if build:
+        model(np.zeros((1, *inputs), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_subclassed_students_and_teachers(digits, flavour):
+    teacher = subclassed_mlp(flavour, 32)
+    student = subclassed_mlp(flavour, 8, seed=1)
+    teacher.trainable = False
+    before = [w.copy() for w in student.get_weights()]
+    distiller = Distiller(student=student, teacher=teacher, alpha=0.0)
+    distiller.compile(optimizer="adam")
+    history = distiller.fit(digits.x_train[:128], digits.y_train[:128], epochs=2, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    Distiller(student=mlp(flavour, 8), teacher=teacher)  # a functional student of a subclassed teacher
+    with pytest.raises(ConfigError, match=r"student does not take inputs of shape \(8, 8, 1\).*Received: ValueError: "
+                                          r".*incompatible"):
+        Distiller(student=subclassed_mlp(flavour, 8, inputs=(4, 4, 1)), teacher=teacher)
+    with pytest.raises(ConfigError, match=r"The student is not built. Received: an unbuilt Net 'net'"):
+        Distiller(student=subclassed_mlp(flavour, 8, build=False), teacher=teacher)
+    if flavour == "keras3":
+        with pytest.raises(ConfigError, match="Feature distillation reads intermediate layer outputs"):
+            Distiller(student=student, teacher=teacher, features=[("hidden", "hidden")])
+
+
+def test_several_inputs_or_outputs_are_refused_by_name():
+    import keras
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    two_heads = keras.Model(inputs, [keras.layers.Dense(10)(x), keras.layers.Dense(1)(x)], name="two_heads")
+    with pytest.raises(ConfigError, match=r"one input and one output. Received: teacher 'two_heads' with 1 inputs "
+                                          r"and 2 outputs"):
+        Distiller(student=mlp("keras3", 8), teacher=two_heads)

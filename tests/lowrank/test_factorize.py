@@ -61,3 +61,54 @@ def test_bad_arguments(keras3_model, kwargs, message):
 def test_no_reduction_warns(keras3_model):
     with pytest.warns(UserWarning, match="no selected layer would get fewer parameters"):
         factorize(keras3_model, energy=1.0, include=["logits"])
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_subclassed_model_is_a_config_error(flavour):
+    from tests.clustering.test_clustering import subclassed_net
+
+    for with_config in (False, True):  # even one that rebuilds from its config has no layer graph to rewrite
+        model = subclassed_net(flavour, with_config=with_config and flavour == "keras3")
+        with pytest.raises(ConfigError, match=r"factorize rebuilds the model layer by layer, which only works for "
+                                              r"functional and Sequential models\. Received: a .*Net model named 'net'"):
+            factorize(model, rank=2)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_a_layer_that_cannot_be_rebuilt_is_a_config_error(flavour):
+    from edgeopt._keras import keras_module
+
+    k = keras_module(flavour)
+
+    class Apply(k.layers.Layer):  # a function argument and no get_config
+        def __init__(self, fn, **kwargs):
+            super().__init__(**kwargs)
+            self.fn = fn
+
+        def call(self, inputs):
+            return self.fn(inputs)
+
+    inputs = k.Input((8,))
+    model = k.Model(inputs, k.layers.Dense(16, name="wide")(Apply(lambda x: 2 * x, name="apply")(inputs)))
+    with pytest.raises(ConfigError, match=r"factorize needs a copy of the model, and Keras cannot rebuild it from "
+                                          r"its config: .*Apply was created by passing non-serializable argument.*"
+                                          r"Received: a .*Functional model"):
+        factorize(model, rank=2)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_layers_inside_a_nested_model_are_left_alone_with_a_warning(flavour):
+    from edgeopt._keras import keras_module
+
+    k = keras_module(flavour)
+    k.utils.set_random_seed(0)
+    backbone = k.Sequential([k.Input((32,)), k.layers.Dense(32, name="inner")], name="backbone")
+    model = k.Sequential([k.Input((32,)), backbone, k.layers.Dense(32, name="head")])
+    with pytest.warns(UserWarning, match=r"layers inside nested models are left as they are: \['inner'\]"):
+        new, plan = factorize(model, rank=2, return_plan=True)
+    assert [p.layer for p in plan] == ["head"]  # the plan says only what was done
+    assert new.get_layer("head").get_layer("head_lr_a").kernel.shape == (32, 2)
+    x = np.random.default_rng(0).standard_normal((4, 32)).astype("float32")
+    np.testing.assert_allclose(new.get_layer("backbone")(x), model.get_layer("backbone")(x), atol=1e-6)
+    with pytest.raises(ConfigError, match=r"only layers inside nested models: \['inner'\]"), pytest.warns(UserWarning):
+        factorize(model, rank=2, include=["inner"])

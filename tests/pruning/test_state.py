@@ -151,3 +151,32 @@ class TestKeras3Step(StepContract):
 
 class TestTfKerasStep(StepContract):
     flavour = "tf_keras"
+
+
+def test_a_built_subclassed_keras3_model_is_pruned_and_keeps_its_step(tmp_path):
+    """Keras 3 locks a built subclassed model's state tracker: the step is attached past it,
+    still saved in TensorFlow checkpoints, and not listed among the model's layers."""
+    import keras
+    import tensorflow as tf
+
+    class Net(keras.Model):
+        def __init__(self, width, **kwargs):
+            super().__init__(**kwargs)
+            self.hidden = keras.layers.Dense(width, activation="relu", name="hidden")
+            self.out = keras.layers.Dense(4, name="out")
+
+        def call(self, inputs):
+            return self.out(self.hidden(inputs))
+
+    keras.utils.set_random_seed(0)
+    model = Net(16)
+    model(np.zeros((1, 8), "float32"))
+    layers, weights = list(model.layers), len(model.weights)
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).standard_normal((32, 8)).astype("float32")
+    model.fit(x, np.zeros((32, 4), "float32"), batch_size=8, verbose=0,
+              callbacks=[Pruning(PolynomialDecay(0.0, 0.5, 0, 4), frequency=1)])
+    assert sparsity_report(model).sparsity == pytest.approx(0.5, abs=0.02)
+    assert saved_step(model) == 4 and model.layers == layers and len(model.weights) == weights
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    assert any(ATTRIBUTE in name for name, _ in tf.train.list_variables(path))

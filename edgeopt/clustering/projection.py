@@ -1,7 +1,11 @@
-"""Weight clustering for Keras 3 models, which tfmot does not support.
+"""edgeopt's own weight clustering: a variable constraint that ties a kernel to centroids.
 
-Written here because tfmot's clustering needs tf_keras. Each selected kernel gets a
-variable constraint that Keras 3 applies inside the optimizer step, right after every
+Written here because tfmot's clustering needs tf_keras, and leaves some kernels alone
+even there. It clusters every kernel of a Keras 3 model, and in a tf_keras model the
+kernels tfmot does not: DepthwiseConv2D (tfmot's registry lists it with no clusterable
+weight, so its wrapper trains it unclustered) and layers inside nested models (the wrapping
+pass over a model sees its top-level layers only). Each such kernel gets a variable constraint
+that both Kerases' optimizers apply inside the optimizer step, right after every
 update: the centroids become the means of their members (so each centroid moves by the
 average update of the weights assigned to it — the centroids are trained through their
 members) and every weight is replaced by its centroid. Centroids start where tfmot's
@@ -16,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt import _cloning
 from edgeopt._layers import Target
 from edgeopt.clustering.init import CentroidInit, assign, init_centroids
 
 
 class ClusterProjection:
-    """Keras 3 variable constraint: tie a kernel to `segments` shared values."""
+    """A variable constraint (either Keras): tie a kernel to `segments` shared values."""
 
     def __init__(self, indices: np.ndarray, segments: int, zero_index: int | None):
         import tensorflow as tf
@@ -57,12 +62,19 @@ def cluster_targets(targets: list[Target], clusters: int, init: CentroidInit, pr
         indices = assign(flat, centroids)
         if zero_index is not None:
             indices[flat == 0] = zero_index
-        target.variable.constraint = ClusterProjection(indices, centroids.size, zero_index)
+        _set_constraint(target.variable, ClusterProjection(indices, centroids.size, zero_index))
         target.variable.assign(centroids[indices].reshape(values.shape).astype(values.dtype))
 
 
-def strip(model: Any) -> Any:
-    """A copy of `model` with plain layers; kernels keep their clustered values."""
-    from edgeopt._keras import clone_with_weights
+def _set_constraint(variable: Any, constraint: ClusterProjection) -> None:
+    try:
+        variable.constraint = constraint  # a Keras 3 variable
+    except AttributeError:
+        # A tf.Variable (tf_keras) takes its constraint only when created; the attribute
+        # behind the read-only property is what tf_keras' optimizers apply after each step.
+        variable._constraint = constraint
 
-    return clone_with_weights(model)
+
+def strip(model: Any) -> Any:
+    """A copy of `model` with plain layers (no constraints); kernels keep their clustered values."""
+    return _cloning.clone(model, "strip_clustering")
