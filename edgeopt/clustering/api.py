@@ -18,7 +18,7 @@ from edgeopt import _cloning, _keras
 from edgeopt._checks import is_integer
 from edgeopt._layers import WEIGHT_LAYER_TYPES, Target, select_layers
 from edgeopt.clustering import projection
-from edgeopt.clustering.init import CentroidInit, parse_init
+from edgeopt.clustering.centroids import CentroidInit, parse_init
 from edgeopt.errors import ConfigError
 
 _TFMOT_INIT = {CentroidInit.KMEANS_PLUS_PLUS: "KMEANS_PLUS_PLUS", CentroidInit.LINEAR: "LINEAR",
@@ -49,7 +49,7 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
             Defaults to `16`.
         init: `"kmeans++"`, `"linear"` or `"density"`: tfmot's `KMEANS_PLUS_PLUS`,
             `LINEAR` and `DENSITY_BASED`, the same centroids for the same weights in both
-            flavours (see `edgeopt.clustering.init`). Defaults to `"kmeans++"`.
+            flavours (see `edgeopt.clustering.centroids`). Defaults to `"kmeans++"`.
         preserve_sparsity: pruned zeros stay exactly zero; zero is one of the
             `clusters` centroids (needs `clusters >= 3`). Defaults to `False`.
         layer_types: layer types to cluster. Defaults to Dense, Conv1D, Conv2D, DepthwiseConv2D.

@@ -9,7 +9,7 @@ that both Kerases' optimizers apply inside the optimizer step, right after every
 update: the centroids become the means of their members (so each centroid moves by the
 average update of the weights assigned to it — the centroids are trained through their
 members) and every weight is replaced by its centroid. Centroids start where tfmot's
-initialisers put them (`clustering.init`); assignments are fixed at initialisation
+initialisers put them (`clustering.centroids`); assignments are fixed at initialisation
 (tfmot re-assigns to the nearest centroid every step); with `preserve_sparsity`, zero
 is one of the clusters and stays pinned at 0.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from edgeopt import _cloning
 from edgeopt._layers import Target
-from edgeopt.clustering.init import CentroidInit, assign, init_centroids
+from edgeopt.clustering.centroids import CentroidInit, assign, init_centroids
 
 
 class ClusterProjection:

@@ -18,7 +18,7 @@ import numpy as np
 from edgeopt.convert import engines
 from edgeopt.convert.inspect import inspect_tflite
 from edgeopt.convert.job import Job
-from edgeopt.convert.litert import TfliteRunner
+from edgeopt.convert.interpreter import TfliteRunner
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.convert.validate import Labels, compare_outputs, disagreement
 from edgeopt.errors import ConversionError

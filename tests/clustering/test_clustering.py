@@ -122,7 +122,7 @@ def test_initial_centroids_are_tfmots(keras3_model):
     import tensorflow as tf
 
     from edgeopt._keras import import_tfmot
-    from edgeopt.clustering.init import CentroidInit, init_centroids
+    from edgeopt.clustering.centroids import CentroidInit, init_centroids
 
     tfmot = import_tfmot()
     from tensorflow_model_optimization.python.core.clustering.keras import clustering_centroids

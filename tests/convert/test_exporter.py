@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeopt import AccuracyGateError, ConfigError, export_tflite, inspect_tflite
-from edgeopt.convert.litert import TfliteRunner
+from edgeopt.convert.interpreter import TfliteRunner
 from tests.conftest import outlier_dense_model
 
 ALL = ["float32", "float16", "dynamic", "int8", "int16x8", "int4"]

@@ -9,7 +9,7 @@ import pytest
 
 from edgeopt import ConfigError, export_tflite, inspect_tflite
 from edgeopt.convert.calibration import load_dataset
-from edgeopt.convert.litert import TfliteRunner
+from edgeopt.convert.interpreter import TfliteRunner
 from edgeopt.convert.source import open_source
 
 

@@ -26,7 +26,7 @@ from keras import layers, ops
 import edgeopt
 from edgeopt.convert import engines
 from edgeopt.convert.inspect import inspect_tflite, parse_model
-from edgeopt.convert.litert import dequantize, make_interpreter, quantize
+from edgeopt.convert.interpreter import dequantize, make_interpreter, quantize
 from edgeopt.convert.precision import Precision
 
 pytestmark = pytest.mark.slow

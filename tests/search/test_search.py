@@ -45,7 +45,7 @@ def test_first_search_runs_its_trials_and_reports(searched):
     assert (out / "best.tflite").read_bytes() == trial_file.read_bytes()
     export_report = json.loads((out / "export_report.json").read_text())
     assert export_report["entries"][0]["validation"]["accuracy"] == pytest.approx(best.accuracy)
-    from edgeopt.convert.litert import TfliteRunner  # the best model runs in LiteRT
+    from edgeopt.convert.interpreter import TfliteRunner  # the best model runs in LiteRT
 
     assert TfliteRunner((out / "best.tflite").read_bytes()).run(np.zeros((2, 8, 8, 1), np.float32)).shape == (2, 10)
     assert (out / "trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
