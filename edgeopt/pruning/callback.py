@@ -15,12 +15,16 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeopt._callback import FitCallback
-from edgeopt._checks import is_integer
+from edgeopt._checks import is_integer, is_real
 from edgeopt._layers import WEIGHT_LAYER_TYPES, Target, select_layers
 from edgeopt.errors import ConfigError
 from edgeopt.pruning import masks as mask_lib
 from edgeopt.pruning import state as state_lib
-from edgeopt.pruning.schedule import PruningSchedule, deserialize_schedule, serialize_schedule
+from edgeopt.pruning.schedule import PolynomialDecay, PruningSchedule, deserialize_schedule, serialize_schedule
+
+# A target sparsity alone is reached at this share of the first fit's steps; the rest
+# fine-tunes the final mask (measured in tools/benchmarks/quality.py).
+DERIVED_END_FRACTION = 0.6
 
 
 class Pruning(FitCallback):
@@ -29,10 +33,18 @@ class Pruning(FitCallback):
     Example:
 
     ```python
+    model.fit(x, y, epochs=10, callbacks=[edgeopt.Pruning(0.8)])  # schedule from the fit's length
     model.fit(x, y, epochs=10, callbacks=[
         edgeopt.Pruning(edgeopt.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2000), frequency=100)])
     edgeopt.sparsity_report(model)
     ```
+
+    Defaults, measured against tfmot's guide recipe (README, "Defaults and why"): a
+    target sparsity alone gets the cubic schedule from 0 that ends at
+    `DERIVED_END_FRACTION` (60 %) of the first fit's steps, leaving the rest to recover;
+    and `scope="global"` prunes by one magnitude threshold, capped per layer (see
+    `masks.max_layer_sparsity`), so small layers such as the first convolution and the
+    classifier keep more of their weights than large ones.
 
     The schedule's step counts the batches this schedule has pruned, from 0 at the
     first one, whatever the optimizer's iteration count (so a model trained before
@@ -53,13 +65,17 @@ class Pruning(FitCallback):
     last multiple, e.g. 0.794 of a 0.8 target).
 
     Args:
-        schedule: a `PruningSchedule`; may be `None` only with `hold=True`.
+        schedule: a `PruningSchedule`, or a target sparsity in [0, 1): then
+            `PolynomialDecay(0, target, 0, end)` with `end` 60 % of the steps of the
+            first `fit` (`steps_per_epoch * epochs`), and the masks updated at least 8
+            times on the way; may be `None` only with `hold=True`.
         frequency: update the masks every this many steps. Defaults to `100`.
         granularity: `"unstructured"` or `"N:M"` (e.g. `"2:4"`: keep 2 of every 4
             weights along the input-channel axis; the schedule then sets when, not how
             much). Defaults to `"unstructured"`.
-        scope: `"layer"` (each layer to the target) or `"global"` (one magnitude
-            threshold across the selected layers). Defaults to `"layer"`.
+        scope: `"global"` (one magnitude threshold across the selected layers, no
+            layer pruned beyond halfway from the target to 1) or `"layer"` (each layer
+            to the target, as tfmot). Defaults to `"global"`.
         layer_types: which layer types to prune. Defaults to Dense, Conv1D, Conv2D,
             DepthwiseConv2D (kernels only; never biases, BatchNorm or embeddings).
         include: layer-name patterns (fnmatch) to prune. Defaults to `None` (all).
@@ -70,17 +86,23 @@ class Pruning(FitCallback):
         verbose: print a line at each mask update. Defaults to `0`.
     """
 
-    def __init__(self, schedule: PruningSchedule | None = None, *, frequency: int = 100,
-                 granularity: str = "unstructured", scope: str = "layer",
+    def __init__(self, schedule: PruningSchedule | float | None = None, *, frequency: int = 100,
+                 granularity: str = "unstructured", scope: str = "global",
                  layer_types: Sequence[str] = WEIGHT_LAYER_TYPES, include: Sequence[str] | None = None,
                  exclude: Sequence[str] = (), min_params: int = 0, hold: bool = False, verbose: int = 0):
         super().__init__()
         if schedule is None and not hold:
             raise ConfigError("Pruning needs a schedule. Received: schedule=None. Pass e.g. "
                               "edgeopt.PolynomialDecay(0.0, 0.8, begin_step=0, end_step=2000), or hold=True.")
-        if schedule is not None and not isinstance(schedule, PruningSchedule):
-            raise ConfigError(f"schedule must be a PruningSchedule. Received: {type(schedule).__name__}. "
-                              "Use edgeopt.ConstantSparsity or edgeopt.PolynomialDecay.")
+        self.target_sparsity = None  # set when the schedule is derived from the first fit's length
+        if is_real(schedule) and not isinstance(schedule, bool):
+            if not 0.0 <= float(schedule) < 1.0:
+                raise ConfigError(f"A target sparsity must be in [0, 1). Received: schedule={schedule!r}. "
+                                  "Pass the fraction of weights to zero, e.g. 0.8.")
+            self.target_sparsity, schedule = float(schedule), None
+        elif schedule is not None and not isinstance(schedule, PruningSchedule):
+            raise ConfigError(f"schedule must be a PruningSchedule or a target sparsity. Received: "
+                              f"{type(schedule).__name__}. Use e.g. 0.8, edgeopt.ConstantSparsity or edgeopt.PolynomialDecay.")
         if not is_integer(frequency) or frequency <= 0:
             raise ConfigError(f"frequency must be a positive integer. Received: frequency={frequency!r}. "
                               "Update the masks every this many steps, e.g. 100.")
@@ -105,7 +127,8 @@ class Pruning(FitCallback):
 
     def get_config(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-serialisable (the schedule as class name + config)."""
-        return {"schedule": None if self.schedule is None else serialize_schedule(self.schedule),
+        schedule = self.target_sparsity if self.schedule is None else serialize_schedule(self.schedule)
+        return {"schedule": schedule,
                 "frequency": self.frequency, "granularity": self.granularity, "scope": self.scope,
                 "layer_types": list(self.layer_types), "include": self.include, "exclude": list(self.exclude),
                 "min_params": self.min_params, "hold": self.hold, "verbose": self.verbose}
@@ -113,7 +136,7 @@ class Pruning(FitCallback):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Pruning":
         config = dict(config)
-        if config.get("schedule") is not None:
+        if isinstance(config.get("schedule"), dict):
             config["schedule"] = deserialize_schedule(config["schedule"])
         return cls(**config)
 
@@ -140,6 +163,8 @@ class Pruning(FitCallback):
             self._state = state_lib.attach(model)
 
     def on_train_begin(self, logs=None):
+        if self.schedule is None and self.target_sparsity is not None:
+            self._derive_schedule()
         state = self._state
         self._reset()
         self._state = state
@@ -152,6 +177,18 @@ class Pruning(FitCallback):
                                      min_params=self.min_params, what="pruning")
         if self.n_m is not None:
             self._drop_layers_without_n_m_groups()
+
+    def _derive_schedule(self) -> None:
+        """The schedule of a bare target sparsity, from this (the first) fit's length; later
+        fits continue it."""
+        steps, epochs = self.params.get("steps"), self.params.get("epochs")
+        if not steps or not epochs:
+            raise ConfigError(f"Pruning({self.target_sparsity}) derives its schedule from the fit's length, which this "
+                              f"fit does not know. Received: steps={steps!r}, epochs={epochs!r}. Pass steps_per_epoch "
+                              "to fit, or an explicit schedule such as edgeopt.PolynomialDecay(0.0, 0.8, 0, 2000).")
+        end = max(1, round(DERIVED_END_FRACTION * steps * epochs))
+        self.schedule = PolynomialDecay(0.0, self.target_sparsity, 0, end)
+        self.frequency = max(1, min(self.frequency, end // 8))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_batches = 0

@@ -55,22 +55,48 @@ def layer_masks(weights: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
     return [_keep_mask(np.abs(w), _zeros_for(w.size, sparsity)) for w in weights]
 
 
-def global_masks(weights: list[np.ndarray], sparsity: float) -> list[np.ndarray]:
+def max_layer_sparsity(sparsity: float) -> float:
+    """The most any one layer is pruned under a global threshold aiming at `sparsity`:
+    halfway from the target to 1 (0.8 -> 0.9, 0.9 -> 0.95), so each layer keeps at
+    least half the density the target leaves on average."""
+    return sparsity + (1.0 - sparsity) / 2.0
+
+
+def global_masks(weights: list[np.ndarray], sparsity: float, *, cap: float | None = None) -> list[np.ndarray]:
     """One magnitude threshold across all layers: the smallest `sparsity` of all weights go.
 
-    A layer the threshold would empty keeps its largest-magnitude weight, so no layer
-    is left dead (the total then has one zero fewer per such layer).
+    No layer is pruned beyond `cap` (default: `max_layer_sparsity(sparsity)`): a layer
+    the threshold would prune further keeps its largest `1 - cap` of weights (at least
+    one), and the threshold is lowered over the other layers until the total is met
+    ("water-filling"). Small layers with large weights, such as a first convolution or
+    a classifier, are thus pruned least, and none is left dead.
     """
-    flat = np.concatenate([np.abs(w).ravel() for w in weights])
-    keep = _keep_mask(flat, _zeros_for(flat.size, sparsity))
-    masks, start = [], 0
-    for w in weights:
-        mask = keep[start : start + w.size].reshape(w.shape).copy()
-        if w.size and not mask.any():
-            mask.flat[int(np.argmax(np.abs(w)))] = True
-        masks.append(mask)
-        start += w.size
-    return masks
+    cap = max_layer_sparsity(sparsity) if cap is None else cap
+    sizes = [w.size for w in weights]
+    limits = [_zeros_for(n, cap) for n in sizes]  # most zeros each layer may take
+    target = _zeros_for(sum(sizes), sparsity)
+    zeros = [0] * len(weights)
+    fixed: set[int] = set()
+    while True:  # each pass fixes at least one more layer at its limit, or ends
+        free = [i for i in range(len(weights)) if i not in fixed]
+        budget = target - sum(limits[i] for i in fixed)
+        if not free or budget <= 0:
+            break
+        flat = np.concatenate([np.abs(weights[i]).ravel() for i in free])
+        keep = _keep_mask(flat, min(budget, flat.size))
+        counts, start = {}, 0
+        for i in free:
+            counts[i] = sizes[i] - int(np.count_nonzero(keep[start : start + sizes[i]]))
+            start += sizes[i]
+        over = [i for i in free if counts[i] > limits[i]]
+        if not over:
+            for i in free:
+                zeros[i] = counts[i]
+            break
+        fixed.update(over)
+    for i in fixed:
+        zeros[i] = limits[i]
+    return [_keep_mask(np.abs(w), z) for w, z in zip(weights, zeros)]
 
 
 def n_m_mask(weight: np.ndarray, n: int, m: int) -> np.ndarray:

@@ -33,7 +33,8 @@ class PruningContract:
     def test_polynomial_decay_reaches_target_and_logs(self, digits):
         model = fresh(self.flavour)
         bn_before = model.get_layer("bn1").get_weights()
-        history = self.fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 30), frequency=5)], epochs=3)
+        history = self.fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 30), frequency=5, scope="layer")],
+                           epochs=3)
         report = sparsity_report(model)
         for layer in report.layers:
             assert layer.sparsity == pytest.approx(0.8, abs=0.01), layer
@@ -67,6 +68,31 @@ class PruningContract:
         assert (np.count_nonzero(groups, axis=-1) <= 2).all()
         assert np.count_nonzero(model.get_layer("conv1").get_weights()[0] == 0) == 0
 
+    def test_defaults_derive_the_schedule_and_protect_small_layers(self, digits):
+        model = fresh(self.flavour)
+        callback = Pruning(0.8)
+        assert callback.scope == "global"
+        history = self.fit(model, digits, [callback], epochs=3)  # 22 steps per epoch: 66 steps
+        steps = 3 * int(np.ceil(len(digits.x_train) / 64))
+        assert callback.schedule == PolynomialDecay(0.0, 0.8, 0, round(0.6 * steps))
+        assert callback.frequency == max(1, round(0.6 * steps) // 8)
+        assert history.history["sparsity"][-1] == pytest.approx(0.8, abs=0.005)
+        layers = {layer.name: layer.sparsity for layer in sparsity_report(model).layers}
+        assert max(layers.values()) <= 0.9 + 0.01  # the per-layer cap
+        assert layers["conv1"] < layers["dense1"] and layers["logits"] < layers["dense1"]  # small layers kept denser
+        assert json.loads(json.dumps(callback.get_config()))["schedule"]["class_name"] == "PolynomialDecay"
+        assert Pruning.from_config(Pruning(0.5).get_config()).target_sparsity == 0.5
+
+    def test_a_target_sparsity_needs_a_fit_of_known_length(self, digits):
+        import tensorflow as tf
+
+        model = fresh(self.flavour)
+        data = tf.data.Dataset.from_tensor_slices((digits.x_train, digits.y_train)).batch(64).repeat()
+        with pytest.raises(ConfigError, match="derives its schedule from the fit's length"):
+            model.fit(data.take(3).filter(lambda x, y: True), epochs=1, verbose=0, callbacks=[Pruning(0.5)])
+        with pytest.raises(ConfigError, match=r"target sparsity must be in \[0, 1\). Received: schedule=1.5"):
+            Pruning(1.5)
+
     def test_global_scope_and_selection(self, digits):
         model = fresh(self.flavour)
         self.fit(model, digits, [Pruning(ConstantSparsity(0.6), frequency=5, scope="global", exclude=["logits"])],
@@ -80,7 +106,7 @@ class PruningContract:
 
     def test_keep_sparsity_holds_the_mask_and_resume_continues(self, digits):
         model = fresh(self.flavour)
-        self.fit(model, digits, [Pruning(ConstantSparsity(0.7), frequency=5)], epochs=1)
+        self.fit(model, digits, [Pruning(ConstantSparsity(0.7), frequency=5, scope="layer")], epochs=1)
         zeros = [w == 0 for w in (model.get_layer(n).get_weights()[0] for n in ("conv2", "dense1"))]
         self.fit(model, digits, [KeepSparsity()], epochs=2)
         for mask, name in zip(zeros, ("conv2", "dense1")):
@@ -110,7 +136,7 @@ class PruningContract:
 
     def test_final_sparsity_is_reached_when_end_step_is_off_the_frequency_grid(self, digits):
         model = fresh(self.flavour)  # 29 steps is not a multiple of 10: the last update is at 29 itself
-        self.fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 29), frequency=10)], epochs=2)
+        self.fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 29), frequency=10, scope="layer")], epochs=2)
         for layer in sparsity_report(model).layers:
             assert layer.zeros == round(0.8 * layer.params), layer  # exactly 0.8, not s(20) = 0.776
 
@@ -146,7 +172,7 @@ class TestTfKerasPruning(PruningContract):
         (dict(schedule=ConstantSparsity(0.5), frequency=0), "frequency must be a positive integer"),
         (dict(schedule=ConstantSparsity(0.5), granularity="4:2"), "0 < N < M"),
         (dict(schedule=ConstantSparsity(0.5), scope="model"), "Unknown scope"),
-        (dict(schedule=0.5), "must be a PruningSchedule"),
+        (dict(schedule="0.5"), "must be a PruningSchedule or a target sparsity"),
     ],
 )
 def test_bad_arguments_fail_at_construction(kwargs, message):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgeopt import ConfigError
-from edgeopt.pruning.masks import global_masks, layer_masks, n_m_mask, parse_granularity
+from edgeopt.pruning.masks import global_masks, layer_masks, max_layer_sparsity, n_m_mask, parse_granularity
 
 
 def test_layer_masks_prune_exactly_the_smallest():
@@ -18,10 +18,23 @@ def test_layer_masks_prune_exactly_the_smallest():
 
 def test_global_masks_use_one_threshold():
     small, large = np.full((10, 10), 0.01), np.full((10, 10), 1.0)
-    masks = global_masks([small, large], 0.5)
-    assert masks[0].sum() == 1 and masks[1].sum() == 100  # the threshold empties `small`: it keeps one weight
+    masks = global_masks([small, large], 0.5, cap=0.999)  # ~no cap: the threshold empties `small` but for one,
+    assert masks[0].sum() == 1 and masks[1].sum() == 99  # and the total is still met
     masks = layer_masks([small, large], 0.5)
     assert masks[0].sum() == masks[1].sum() == 50
+
+
+def test_global_masks_cap_each_layer_and_still_meet_the_total():
+    rng = np.random.default_rng(4)
+    first, big, head = 0.01 * rng.standard_normal((3, 3, 1, 16)), rng.standard_normal((512, 64)), rng.standard_normal((64, 10))
+    masks = global_masks([first, big, head], 0.8)
+    assert max_layer_sparsity(0.8) == pytest.approx(0.9)
+    kept = [int(m.sum()) for m in masks]
+    assert kept[0] == round(144 * 0.1)  # the tiny-magnitude first layer stops at the 0.9 cap
+    total = 144 + 512 * 64 + 640
+    assert total - sum(kept) == total - round(total * 0.2)  # exactly the target overall
+    for m, w in zip(masks, [first, big, head]):  # within a layer, the largest magnitudes stay
+        assert np.abs(w[~m]).max() <= np.abs(w[m]).min()
 
 
 def test_n_m_along_input_channels():

@@ -1,5 +1,7 @@
 """The schedule's step: counted from the first pruned batch, kept with the model, resumed.
 
+Per-layer checks prune with scope="layer" (under the default, "global", layers differ).
+
 Each flavour's contract starts from a model that was trained before pruning (its
 optimizer is 40 iterations in, past the schedules' `end_step`s), the case where an
 optimizer-iteration step silently pruned nothing.
@@ -53,7 +55,7 @@ class StepContract:
 
     def test_a_trained_model_is_pruned_by_the_whole_schedule(self, digits):
         model = trained(self.flavour)
-        history = fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 30), frequency=5)], epochs=2)
+        history = fit(model, digits, [Pruning(PolynomialDecay(0.0, 0.8, 0, 30), frequency=5, scope="layer")], epochs=2)
         assert history.history["sparsity"][0] == pytest.approx(PolynomialDecay(0.0, 0.8, 0, 30).sparsity(20),
                                                                abs=0.005)
         for layer in sparsity_report(model).layers:
@@ -62,14 +64,14 @@ class StepContract:
 
     def test_a_second_fit_continues_the_schedule(self, digits):
         model = trained(self.flavour)
-        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5)]), 20)
-        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5)]), 40)
+        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer")]), 20)
+        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer")]), 40)
 
     def test_a_tf_checkpoint_restored_into_a_fresh_model_continues(self, digits, tmp_path):
         import tensorflow as tf
 
         model = trained(self.flavour)
-        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5)]), 20)
+        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer")]), 20)
         path = tf.train.Checkpoint(model=model, optimizer=model.optimizer).save(str(tmp_path / "ckpt"))
         restored = fresh(self.flavour)
         tf.train.Checkpoint(model=restored, optimizer=restored.optimizer).restore(path)
@@ -77,26 +79,26 @@ class StepContract:
                                       model.get_layer("dense1").get_weights()[0])
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message="Pruning: the selected kernels")  # exact, not inferred
-            history = fit(restored, digits, [Pruning(self.schedule, frequency=5)])
+            history = fit(restored, digits, [Pruning(self.schedule, frequency=5, scope="layer")])
         self.assert_at(restored, history, 40)
-        self.assert_at(restored, fit(restored, digits, [Pruning(self.schedule, frequency=5)]), 60)
+        self.assert_at(restored, fit(restored, digits, [Pruning(self.schedule, frequency=5, scope="layer")]), 60)
 
     def test_a_model_file_without_the_step_resumes_from_its_sparsity(self, digits, tmp_path):
         model = trained(self.flavour)
-        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5)]), 20)
+        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer")]), 20)
         model.save(tmp_path / "mid.keras")
         loaded = edgeopt.load_model(tmp_path / "mid.keras")
         assert not hasattr(loaded, ATTRIBUTE)
         loaded.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         with pytest.warns(UserWarning, match="resuming at step 20, where the schedule reaches that sparsity"):
-            history = fit(loaded, digits, [Pruning(self.schedule, frequency=5)])
+            history = fit(loaded, digits, [Pruning(self.schedule, frequency=5, scope="layer")])
         self.assert_at(loaded, history, 40)
 
     def test_a_different_schedule_on_a_pruned_model_starts_from_its_own_beginning(self, digits):
         model = trained(self.flavour)
-        fit(model, digits, [Pruning(edgeopt.ConstantSparsity(0.5), frequency=5)])
+        fit(model, digits, [Pruning(edgeopt.ConstantSparsity(0.5), frequency=5, scope="layer")])
         further = PolynomialDecay(0.5, 0.9, begin_step=0, end_step=40)
-        history = fit(model, digits, [Pruning(further, frequency=5)])
+        history = fit(model, digits, [Pruning(further, frequency=5, scope="layer")])
         assert saved_step(model) == 20
         assert history.history["sparsity"][-1] == pytest.approx(further.sparsity(20), abs=0.005)
 
@@ -107,7 +109,7 @@ class StepContract:
         data = tf.data.Dataset.from_tensor_slices((digits.x_train, digits.y_train)).filter(lambda x, y: True)
         assert int(data.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY)
         with pytest.warns(UserWarning, match=r"Pruning stopped at step 20 of the schedule, before end_step=60"):
-            model.fit(data.batch(64), epochs=1, verbose=0, callbacks=[Pruning(self.schedule, frequency=5)])
+            model.fit(data.batch(64), epochs=1, verbose=0, callbacks=[Pruning(self.schedule, frequency=5, scope="layer")])
 
 
 class TestKeras3Step(StepContract):
@@ -115,10 +117,10 @@ class TestKeras3Step(StepContract):
 
     def test_a_keras_weights_file_loaded_after_set_model_continues(self, digits, tmp_path):
         model = trained(self.flavour)
-        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5)]), 20)
+        self.assert_at(model, fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer")]), 20)
         model.save_weights(tmp_path / "mid.weights.h5")
         restored = fresh(self.flavour)
-        callback = Pruning(self.schedule, frequency=5)
+        callback = Pruning(self.schedule, frequency=5, scope="layer")
         callback.set_model(restored)  # attaches the step, so load_weights fills it in
         restored.load_weights(tmp_path / "mid.weights.h5")
         assert saved_step(restored) == 20
@@ -127,7 +129,7 @@ class TestKeras3Step(StepContract):
     def test_weights_saved_before_pruning_still_load(self, digits, tmp_path):
         fresh(self.flavour).save_weights(tmp_path / "dense.weights.h5")
         model = trained(self.flavour)
-        fit(model, digits, [Pruning(self.schedule, frequency=5)])
+        fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer")])
         model.load_weights(tmp_path / "dense.weights.h5")  # no entry for the state: it is kept
         assert saved_step(model) == 20 and sparsity_report(model).sparsity == 0.0
 
@@ -142,9 +144,9 @@ class TestKeras3Step(StepContract):
         model = trained(self.flavour)
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
         with pytest.raises(RuntimeError, match="interrupted"):
-            fit(model, digits, [Pruning(self.schedule, frequency=5), backup, Stop()], epochs=3)
+            fit(model, digits, [Pruning(self.schedule, frequency=5, scope="layer"), backup, Stop()], epochs=3)
         restored = trained(self.flavour)  # a new process would rebuild the model like this
-        history = fit(restored, digits, [Pruning(self.schedule, frequency=5), backup], epochs=3)
+        history = fit(restored, digits, [Pruning(self.schedule, frequency=5, scope="layer"), backup], epochs=3)
         assert len(history.history["loss"]) == 2  # epochs 2 and 3 only
         self.assert_at(restored, history, 60)
 
