@@ -79,6 +79,15 @@ def _probe_shapes(teacher: Any, student: Any, known: tuple | None) -> tuple:
     return tuple(shapes)
 
 
+# Defaults measured on small and tiny students with short budgets (README, "Defaults
+# and why"; tools/benchmarks/quality.py): Hinton's T=4, alpha=0.1 lost to training the
+# student from scratch in 2 of 4 runs; T=2, alpha=0.5 won all 4. A small student cannot
+# match a teacher's flattened (high-T) distribution and, at alpha=0.1, hardly sees the
+# labels; half the weight on the labels keeps it at least as good as scratch.
+DEFAULT_TEMPERATURE = 2.0
+DEFAULT_ALPHA = 0.5
+
+
 class Distiller(abc.ABC):
     """A model that trains `student` to match `teacher` (Hinton et al., 2015).
 
@@ -91,7 +100,7 @@ class Distiller(abc.ABC):
     Example:
 
     ```python
-    distiller = edgeopt.Distiller(student=small, teacher=big, temperature=4.0, alpha=0.1)
+    distiller = edgeopt.Distiller(student=small, teacher=big)   # T=2, alpha=0.5
     distiller.compile(optimizer="adam", metrics=["accuracy"])
     distiller.fit(x, y, epochs=10, validation_data=(x_val, y_val), callbacks=[edgeopt.Pruning(...)])
     small = distiller.student   # ready for export
@@ -105,14 +114,15 @@ class Distiller(abc.ABC):
         student: the model to train (Keras 3 or tf_keras, same flavour as `teacher`):
             functional, Sequential, or a built subclassed model; one input, one output.
         teacher: a trained model with the same input shape and output width.
-        temperature: softmax temperature T (> 0). Defaults to `4.0`.
-        alpha: weight of the hard-label loss, in [0, 1]. Defaults to `0.1`.
+        temperature: softmax temperature T (> 0). Defaults to `2.0`.
+        alpha: weight of the hard-label loss, in [0, 1]. Defaults to `0.5`.
         features: `(teacher_layer, student_layer)` name pairs whose outputs are matched
             too (mean squared error, Keras 3's `FeatureDistillation`). Keras 3 only; the
             two outputs must have the same shape (no learned projection yet). Defaults to `()`.
     """
 
-    def __new__(cls, student: Any, teacher: Any, *, temperature: float = 4.0, alpha: float = 0.1,
+    def __new__(cls, student: Any, teacher: Any, *, temperature: float = DEFAULT_TEMPERATURE,
+                alpha: float = DEFAULT_ALPHA,
                 features: Sequence[tuple[str, str]] = ()) -> Any:
         # Returns the flavour's distiller, a virtual subclass (see `DistillerTraining`),
         # so `type.__call__` does not run an `__init__` on it a second time.
@@ -124,7 +134,7 @@ class Distiller(abc.ABC):
             raise ConfigError(f"temperature must be > 0. Received: temperature={temperature!r}. Try 2 to 8.")
         if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}. "
-                              "It weighs the hard-label loss; 0.1 is common.")
+                              f"It weighs the hard-label loss; the default is {DEFAULT_ALPHA}.")
         (t_in, t_out), (s_in, s_out) = _io_shapes("teacher", teacher), _io_shapes("student", student)
         subclassed = t_in is None or s_in is None
         if subclassed:  # compare what both give on one sample
