@@ -44,7 +44,7 @@ from edgeopt.pipeline.sections import parse_search as _search
 # Technique name -> the keys its step accepts (the public API's arguments, plus `epochs`).
 TECHNIQUES: dict[str, set[str]] = {
     "pruning": {"schedule", "frequency", "granularity", "scope", "layer_types", "include", "exclude", "min_params",
-                "epochs"},
+                "epochs", "distill"},
     "clustering": {"clusters", "init", "preserve_sparsity", "layer_types", "include", "exclude", "min_params",
                    "epochs"},
     "lowrank": {"rank", "energy", "include", "exclude", "min_params", "epochs"},
@@ -298,7 +298,9 @@ def _dry_build(kind, settings, path, variant) -> None:
         if kind == "pruning":
             ((name, args),) = settings["schedule"].items()
             schedule = getattr(schedules, SCHEDULES[name])(**_mapping(args, path, "variants", variant, "schedule"))
-            Pruning(schedule, **{k: v for k, v in settings.items() if k not in ("schedule", "epochs")})
+            Pruning(schedule, **{k: v for k, v in settings.items() if k not in ("schedule", "epochs", "distill")})
+            if not isinstance(settings.get("distill", True), bool):
+                raise ConfigError(f"distill must be true or false. Received: distill={settings['distill']!r}.")
         elif kind == "clustering" and (not isinstance(settings.get("clusters", 16), int) or settings.get("clusters", 16) < 2):
             raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={settings.get('clusters')!r}.")
         elif kind == "distill":

@@ -149,6 +149,27 @@ def plot_pareto(rows: list[Row], path: Path) -> bool:
     return True
 
 
+def scratch_lines(manifest: dict, rows: list[Row]) -> list[str]:
+    """One line per distilled variant and precision: its accuracy against its
+    from-scratch twin's (`techniques.scratch_twins`), so the report says whether
+    distillation paid off."""
+    accuracy = {(r.variant, r.precision): r.accuracy for r in rows if r.status == "ok"}
+    lines = []
+    for twin in manifest["recipe"]["variants"]:
+        source = twin.get("scratch_of")
+        if not source:
+            continue
+        for precision in dict.fromkeys(r.precision for r in rows if r.variant == source):
+            ours, scratch = accuracy.get((source, precision)), accuracy.get((twin["name"], precision))
+            if ours is None or scratch is None:
+                continue
+            delta = 100 * (ours - scratch)
+            verdict = "paid off" if delta > 0 else "did not pay off" if delta < 0 else "made no difference"
+            lines.append(f"- `{source}` {precision}: {100 * ours:.2f}% distilled vs {100 * scratch:.2f}% from scratch "
+                         f"(`{twin['name']}`): {delta:+.2f} points, distillation {verdict}")
+    return lines
+
+
 def write_report(run_dir: str | Path) -> list[Row]:
     """(Re)writes report.md, report.html and pareto.png from a run directory."""
     run_dir = Path(run_dir)
@@ -162,6 +183,10 @@ def write_report(run_dir: str | Path) -> list[Row]:
     md = [f"# {title}", "", f"Status: **{manifest['status']}** · updated {manifest.get('updated', '?')}", "",
           markdown_table(rows), "", "★ = on the Pareto front: no other row of the same device is at least as small (gzip "
           "size: what pruning and clustering shrink), accurate and fast, and better on one. Drop and speed-up are against the baseline's float32 model.", ""]
+    versus = scratch_lines(manifest, rows)
+    if versus:
+        md += ["## Distilled vs from scratch", "", "Each `-scratch` row trains the distilled student's architecture on "
+               "the labels alone, for the same epochs.", "", *versus, ""]
     if has_plot:
         md += ["![size vs accuracy](pareto.png)", ""]
     if failures:
@@ -179,6 +204,7 @@ def write_report(run_dir: str | Path) -> list[Row]:
             "padding:4px 8px;text-align:right}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}"
             f"</style></head><body><h1>{html.escape(title)}</h1><p>Status: {html.escape(manifest['status'])}</p>"
             f"<table><tr>{head}</tr>{body}</table><p>★ = on the Pareto front.</p>{image}"
+            + "".join(f"<p>{html.escape(line[2:])}</p>" for line in versus)
             + "".join(f"<p>{html.escape(f)}</p>" for f in failures) + "</body></html>")
     atomic_write_text(run_dir / "report.html", page)
     atomic_write_text(run_dir / "report.json", json.dumps([asdict(r) for r in rows], indent=2))

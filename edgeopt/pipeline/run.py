@@ -76,6 +76,7 @@ def run_recipe(recipe: str | Path | Recipe, *, out_dir: str | Path | None = None
             raise ConfigError(f"No such variants in {recipe.path or 'the recipe'}. Received: {unknown}. "
                               f"Variants: {[v['name'] for v in recipe.variants]}.")
         recipe.variants = [v for v in recipe.variants if v["name"] in variants]
+    recipe.variants = techniques.scratch_twins(recipe.variants)  # every distilled student gets a scratch row
     if resume is not None and not Path(resume).is_dir():
         raise ConfigError(f"Nothing to resume: no such run directory. Received: {str(resume)!r}. "
                           "Pass the directory of an earlier `edgeopt run`.")

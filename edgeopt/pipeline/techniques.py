@@ -102,6 +102,77 @@ def fit(model: Any, data: Data, train: dict, epochs: int, label: str, say: Progr
     return model
 
 
+# A `pruning` step distills from the model it started from unless `distill: false`
+# (measured in tools/benchmarks/quality.py: +1 to +2 points at 80 % sparsity).
+DISTILL_WHILE_PRUNING = True
+SCRATCH_SUFFIX = "-scratch"
+
+
+def dense_teacher(model: Any, say: Progress) -> Any | None:
+    """A frozen copy of `model` (the teacher of its own pruning), or None, said why, when
+    it cannot be copied or has a single output (nothing to distill)."""
+    from edgeopt.errors import ConfigError
+
+    try:  # a subclassed model has no symbolic outputs (Keras 3 raises, tf_keras gives None)
+        outputs = list(getattr(model, "outputs", None) or [])
+    except (AttributeError, ValueError):
+        outputs = []
+    width = outputs[0].shape[-1] if len(outputs) == 1 and outputs[0].shape else None
+    if width is not None and width < 2:
+        say("  pruning: not distilling (a single output has no class distribution); distill: false to silence")
+        return None
+    try:
+        from edgeopt._cloning import clone
+
+        teacher = clone(model, "distillation while pruning")
+    except ConfigError as exc:
+        say(f"  pruning: not distilling, the model cannot be copied as its teacher: {exc}")
+        return None
+    teacher.trainable = False
+    return teacher
+
+
+def quiet_distiller(student: Any, teacher: Any) -> Any:
+    """`edgeopt.Distiller` with its defaults, without its softmax-output warning (the
+    pipeline's own models often end in one; the Distiller handles it)."""
+    import warnings
+
+    import edgeopt
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Distiller: the .* ends in a softmax")
+        return edgeopt.Distiller(student=student, teacher=teacher)
+
+
+def scratch_twins(variants: list[dict]) -> list[dict]:
+    """`variants`, each one with a `distill` step followed by its from-scratch twin.
+
+    The twin, `<name>-scratch`, trains the last distill step's student architecture on
+    the labels alone for the same epochs, then applies the steps after it: the report's
+    row that tells whether distillation paid off. A name already taken gets a number.
+    """
+    taken = {v["name"].casefold() for v in variants}
+    twinned = {v.get("scratch_of") for v in variants}  # a recipe expanded before keeps its twins
+    out = []
+    for variant in variants:
+        out.append(variant)
+        steps = variant.get("steps") or []
+        last = max((i for i, step in enumerate(steps) if "distill" in step), default=None)
+        if last is None or variant.get("scratch_of") or variant["name"] in twinned:
+            continue
+        name, n = variant["name"] + SCRATCH_SUFFIX, 2
+        while name.casefold() in taken:
+            name, n = f"{variant['name']}{SCRATCH_SUFFIX}{n}", n + 1
+        taken.add(name.casefold())
+        distill = steps[last]["distill"]
+        twin = {"name": name, "scratch_of": variant["name"],
+                "steps": [{"scratch": {"student": distill["student"], "epochs": distill["epochs"]}}, *steps[last + 1:]]}
+        if "precisions" in variant:
+            twin["precisions"] = variant["precisions"]
+        out.append(twin)
+    return out
+
+
 def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, say: Progress, state: dict,
                callbacks: Sequence[Any] = ()) -> Any:
     """Applies one technique to `model` (fine-tuning it) and returns the resulting model.
@@ -115,11 +186,24 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
     extra = list(callbacks)
     keep = [edgeopt.KeepSparsity()] if state.get("pruned") else []
     if kind == "pruning":
+        distill = settings.pop("distill", DISTILL_WHILE_PRUNING)
         ((name, args),) = settings.pop("schedule").items()
         schedule = getattr(edgeopt, SCHEDULES[name])(**args)
-        fit(model, data, train, epochs, label, say, [edgeopt.Pruning(schedule, **settings), *extra])
+        callbacks = [edgeopt.Pruning(schedule, **settings), *extra]
+        teacher = dense_teacher(model, say) if distill else None
+        if teacher is None:
+            fit(model, data, train, epochs, label, say, callbacks)
+        else:  # the model pruned in place is the student of its own dense copy
+            distiller = quiet_distiller(model, teacher)
+            distiller.compile(optimizer=_optimizer(model, train), loss=train["loss"], metrics=train["metrics"])
+            fit(distiller, data, train, epochs, label, say, callbacks, compile_model=False)
         state["pruned"] = True
         return model
+    if kind == "scratch":  # the from-scratch twin of a distilled student (see `scratch_twins`)
+        student = build_model(settings.pop("student"))
+        fit(student, data, train, epochs, label, say, extra)
+        state["pruned"] = False
+        return student
     if kind == "clustering":
         if state.get("pruned"):
             settings.setdefault("preserve_sparsity", True)
