@@ -89,12 +89,12 @@ class DistillerContract:
         from edgeopt.distill.losses import soft_target_loss
 
         signature = inspect.signature(Distiller.__new__).parameters
-        assert (signature["temperature"].default, signature["alpha"].default) == (2.0, 0.5)
+        assert (signature["temperature"].default, signature["alpha"].default) == (2.0, 0.7)
         assert "temperature T (> 0). Defaults to `2.0`." in Distiller.__doc__
-        assert "hard-label loss, in [0, 1]. Defaults to `0.5`." in Distiller.__doc__
+        assert "hard-label loss, in [0, 1]. Defaults to `0.7`." in Distiller.__doc__
         student = mlp(self.flavour, 8, seed=4)
         distiller = Distiller(student=student, teacher=teacher)
-        assert (distiller.temperature, distiller.alpha) == (2.0, 0.5)
+        assert (distiller.temperature, distiller.alpha) == (2.0, 0.7)
         distiller.compile(optimizer="adam")
         x, y = digits.x_test[:32], digits.y_test[:32]
         result = distiller.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
@@ -102,7 +102,7 @@ class DistillerContract:
             y, student(x), from_logits=True)))
         soft = float(soft_target_loss(tf, teacher(x), student(x), temperature=2.0, teacher_probs=False,
                                       student_probs=False))
-        assert result["loss"] == pytest.approx(0.5 * hard + 0.5 * soft, rel=1e-4)  # the loss is what it says
+        assert result["loss"] == pytest.approx(0.7 * hard + 0.3 * soft, rel=1e-4)  # the loss is what it says
         explicit = Distiller(student=mlp(self.flavour, 8), teacher=teacher, temperature=4.0, alpha=0.1)
         assert (explicit.temperature, explicit.alpha) == (4.0, 0.1)
 

@@ -21,7 +21,7 @@ small CNNs, several seeds, side by side in one run, accuracy on the test split:
 Targets: edgeopt >= tfmot + 2 points at 80 % pruned + int8 (mean of the seeds), and
 distilled >= scratch on every task and seed.
 
-    python tools/benchmarks/quality.py [--seeds 3] [--quick]
+    python tools/benchmarks/quality.py [--seeds 3] [--first-seed 0] [--quick]
 """
 
 from __future__ import annotations
@@ -272,6 +272,7 @@ def table(results: dict, tasks: list[str], seeds: list[int]) -> tuple[str, list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--tasks", default="noisy_digits,chirps")
     parser.add_argument("--dense-epochs", type=int, default=15)
     parser.add_argument("--prune-epochs", type=int, default=5)
@@ -286,7 +287,7 @@ def main() -> None:
         return
     if args.quick:
         args.seeds, args.dense_epochs, args.prune_epochs, args.student_epochs = 1, 2, 2, 2
-    tasks, seeds, budget = args.tasks.split(","), list(range(args.seeds)), _budget(args)
+    tasks, seeds, budget = args.tasks.split(","), list(range(args.first_seed, args.first_seed + args.seeds)), _budget(args)
     started = time.perf_counter()
     results = {"edgeopt": {}, "tfmot": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,7 +311,7 @@ def main() -> None:
                 raise SystemExit(f"the tfmot arm failed (exit code {tfmot_run.returncode})")
         results["tfmot"] = json.loads((out / "tfmot.json").read_text())
     text, verdicts = table(results, tasks, seeds)
-    print(f"\nAccuracy on the test split (%, mean ± std over {len(seeds)} seeds); budget: dense {budget['dense']} "
+    print(f"\nAccuracy on the test split (%, mean ± std over {len(seeds)} seeds, {seeds[0]}..{seeds[-1]}); budget: dense {budget['dense']} "
           f"epochs, pruning fine-tune {budget['prune']} epochs, students {budget['student']} epochs; batch {BATCH}, "
           f"Adam 1e-3; int8 in LiteRT. Wall time {time.perf_counter() - started:.0f} s.\n")
     print(text)
