@@ -135,9 +135,8 @@ class _Exporter:
         self.say: Progress = progress or (lambda line: None)
         self.precisions = parse_precisions(precisions)
         self.io_dtype = validate_export_args(calibration_samples=calibration_samples, io_dtype=io_dtype,
-                                             max_accuracy_drop=max_accuracy_drop)
-        if not timeout_s or timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds. Received: timeout_s={timeout_s!r}.")
+                                             max_accuracy_drop=max_accuracy_drop, select_tf_ops=select_tf_ops,
+                                             timeout_s=timeout_s)
         if name is not None:
             _check_stem(name)
         self.max_accuracy_drop, self.select_tf_ops, self.timeout_s = max_accuracy_drop, bool(select_tf_ops), timeout_s

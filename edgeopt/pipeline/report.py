@@ -25,8 +25,8 @@ class Row:
     device: str | None
     accuracy: float | None
     accuracy_drop_points: float | None
-    size_bytes: int
-    gzip_size_bytes: int
+    size_bytes: int | None  # None for a precision that failed to convert
+    gzip_size_bytes: int | None
     compression: float | None
     p50_ms: float | None
     p90_ms: float | None
@@ -48,6 +48,10 @@ def collect_rows(run_dir: str | Path) -> list[Row]:
         bench_path = run_dir / name / "bench.json"
         bench = load_bench_results(bench_path) if bench_path.is_file() else []
         for entry in export["entries"]:
+            if entry.get("status") == "failed":  # shown, so a precision never silently disappears
+                raw.append(dict(variant=name, precision=entry["precision"], device=None, accuracy=None,
+                                size_bytes=None, gzip_size_bytes=None, p50_ms=None, p90_ms=None, status="failed"))
+                continue
             if not entry.get("size_bytes"):
                 continue
             accuracy = (entry.get("validation") or {}).get("accuracy")
@@ -68,7 +72,7 @@ def collect_rows(run_dir: str | Path) -> list[Row]:
         if ref and ref["accuracy"] is not None and r["accuracy"] is not None:
             drop = round(100 * (ref["accuracy"] - r["accuracy"]), 2)
         rows.append(Row(**r, accuracy_drop_points=drop,
-                        compression=round(ref["size_bytes"] / r["size_bytes"], 2) if ref else None,
+                        compression=round(ref["size_bytes"] / r["size_bytes"], 2) if ref and r["size_bytes"] else None,
                         speedup=round(ref["p50_ms"] / r["p50_ms"], 2) if ref and ref["p50_ms"] and r["p50_ms"] else None))
     _mark_pareto(rows)
     return rows
@@ -90,6 +94,10 @@ def _fmt(value, spec):
     return "–" if value is None else format(value, spec)
 
 
+def _kib(size_bytes: int | None) -> str:
+    return "–" if size_bytes is None else f"{size_bytes / 1024:.1f} KiB"
+
+
 HEADERS = ["variant", "precision", "device", "accuracy", "drop (pts)", "size", "gzip", "compression", "p50 ms",
            "p90 ms", "speed-up", "Pareto"]
 
@@ -97,8 +105,8 @@ HEADERS = ["variant", "precision", "device", "accuracy", "drop (pts)", "size", "
 def _cells(row: Row) -> list[str]:
     return [row.variant, row.precision + ("" if row.status == "ok" else f" ({row.status})"), row.device or "–",
             _fmt(row.accuracy and 100 * row.accuracy, ".2f") + ("%" if row.accuracy is not None else ""),
-            _fmt(row.accuracy_drop_points, "+.2f"), f"{row.size_bytes / 1024:.1f} KiB",
-            f"{row.gzip_size_bytes / 1024:.1f} KiB", _fmt(row.compression, ".2f") + ("×" if row.compression else ""),
+            _fmt(row.accuracy_drop_points, "+.2f"), _kib(row.size_bytes), _kib(row.gzip_size_bytes),
+            _fmt(row.compression, ".2f") + ("×" if row.compression else ""),
             _fmt(row.p50_ms, ".3f"), _fmt(row.p90_ms, ".3f"),
             _fmt(row.speedup, ".2f") + ("×" if row.speedup else ""), "★" if row.pareto else ""]
 
