@@ -79,6 +79,24 @@ def _probe_shapes(teacher: Any, student: Any, known: tuple | None) -> tuple:
     return tuple(shapes)
 
 
+def check_distill_arguments(temperature: Any, alpha: Any, features: Any) -> None:
+    """`Distiller`'s checks that need no model (recipes validate steps with them).
+
+    Raises:
+        ConfigError: naming the argument and its value.
+    """
+    if not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ConfigError(f"temperature must be > 0. Received: temperature={temperature!r}. Try 2 to 8.")
+    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}. "
+                          "It weighs the hard-label loss; 0.1 is common.")
+    pairs = isinstance(features, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in features)
+    if not pairs:
+        raise ConfigError(f"features must be a list of (teacher_layer, student_layer) name pairs. Received: "
+                          f"features={features!r}. Pass e.g. [('dense', 'dense_1')], or () for none.")
+
+
 class Distiller(abc.ABC):
     """A model that trains `student` to match `teacher` (Hinton et al., 2015).
 
@@ -120,11 +138,7 @@ class Distiller(abc.ABC):
         if _keras.flavour_of(teacher) is not flavour:
             raise ConfigError(f"Teacher and student must be the same Keras. Received: teacher "
                               f"{_keras.flavour_of(teacher)}, student {flavour}. Rebuild one of them.")
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ConfigError(f"temperature must be > 0. Received: temperature={temperature!r}. Try 2 to 8.")
-        if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}. "
-                              "It weighs the hard-label loss; 0.1 is common.")
+        check_distill_arguments(temperature, alpha, features)
         (t_in, t_out), (s_in, s_out) = _io_shapes("teacher", teacher), _io_shapes("student", student)
         subclassed = t_in is None or s_in is None
         if subclassed:  # compare what both give on one sample

@@ -11,7 +11,7 @@ import numpy as np
 from edgeopt import _keras
 from edgeopt._callback import FitCallback
 from edgeopt._callables import resolve_callable
-from edgeopt.pipeline.recipe import SCHEDULES
+from edgeopt.pipeline.steps import STEPS
 
 Progress = Callable[[str], None]
 
@@ -115,9 +115,7 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
     extra = list(callbacks)
     keep = [edgeopt.KeepSparsity()] if state.get("pruned") else []
     if kind == "pruning":
-        ((name, args),) = settings.pop("schedule").items()
-        schedule = getattr(edgeopt, SCHEDULES[name])(**args)
-        fit(model, data, train, epochs, label, say, [edgeopt.Pruning(schedule, **settings), *extra])
+        fit(model, data, train, epochs, label, say, [edgeopt.Pruning(**STEPS[kind].arguments(settings)), *extra])
         state["pruned"] = True
         return model
     if kind == "clustering":
@@ -142,4 +140,9 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
         fit(distiller, data, train, epochs, label, say, extra, compile_model=False)
         state["pruned"] = False
         return distiller.student
-    raise AssertionError(kind)  # recipes are validated before anything runs
+    # Any other registered step: a callback is fitted with, a model transform fine-tuned.
+    spec = STEPS[kind]
+    if spec.takes_model():
+        return fit(spec.callable()(**{spec.model: model}, **spec.arguments(settings)), data, train, epochs, label, say,
+                   keep + extra)
+    return fit(model, data, train, epochs, label, say, [spec.callable()(**spec.arguments(settings)), *keep, *extra])

@@ -24,6 +24,19 @@ def _check_names(what: str, value: Any, *, allow_bool: bool = False) -> None:
                       f"Received: {what}={value!r}. {fix}")
 
 
+def check_qat_arguments(layers: Any, layer_types: Any, skip: Any, preserve: Any) -> None:
+    """`quantize_aware`'s checks that need no model (recipes validate steps with them).
+
+    Raises:
+        ConfigError: naming the argument and its value.
+    """
+    if preserve not in PRESERVE:
+        raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
+    _check_names("layers", layers)
+    _check_names("layer_types", layer_types)
+    _check_names("skip", skip, allow_bool=True)
+
+
 def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_types: Sequence[str] | None = None,
                    skip: Sequence[str] | bool | None = None, preserve: str | None = None) -> Any:
     """Returns a quantization-aware copy of `model` to compile and `fit`; `model` is untouched.
@@ -58,11 +71,7 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
         ConfigError: an argument is wrong, or a layer cannot be quantized (the message
             names them all and how to skip them).
     """
-    if preserve not in PRESERVE:
-        raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
-    _check_names("layers", layers)
-    _check_names("layer_types", layer_types)
-    _check_names("skip", skip, allow_bool=True)
+    check_qat_arguments(layers, layer_types, skip, preserve)
     flavour = _keras.flavour_of(model)
     if flavour is _keras.Flavour.KERAS3:
         _keras.keras_module(flavour)  # a clear error for a non-TensorFlow backend
