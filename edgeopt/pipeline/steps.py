@@ -29,6 +29,12 @@ def _positive_integer(value, path, *keys):
     return positive(value, int, path, *keys)
 
 
+def _boolean(value, path, *keys):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where(path, *keys)} must be true or false. Received: {value!r}.")
+    return value
+
+
 @dataclass(frozen=True)
 class PipelineKey:
     """A step key that is the pipeline's, not the callable's: its default and its check."""
@@ -43,6 +49,9 @@ PIPELINE_KEYS: dict[str, PipelineKey] = {
     "epochs": PipelineKey(3, _positive_integer, "epochs of fine-tuning after the step"),
     "learning_rate": PipelineKey(None, _optional_positive,
                                  "fine-tuning learning rate; None: a tenth of train.learning_rate"),
+    "iterations": PipelineKey(1, _positive_integer,
+                              "prune -> fine-tune rounds; each removes an equal share of what is left"),
+    "distill": PipelineKey(True, _boolean, "fine-tune by distilling from the model the step started from"),
 }
 # A pruning schedule as a recipe writes it: {polynomial_decay: {...}} -> edgeopt.PolynomialDecay(...).
 SCHEDULES = {"constant_sparsity": "ConstantSparsity", "polynomial_decay": "PolynomialDecay"}
@@ -119,6 +128,8 @@ STEPS: dict[str, Step] = {
                     hidden=("return_plan",)),
     "qat": Step("edgeopt.qat.api:quantize_aware", "edgeopt.qat.api:check_qat_arguments", pipeline=("learning_rate",)),
     "distill": Step("edgeopt.distill.api:Distiller", "edgeopt.distill.api:check_distill_arguments", model="teacher"),
+    "channel_pruning": Step("edgeopt.channels.prune:prune_channels", "edgeopt.channels.prune:check_channel_arguments",
+                            hidden=("data", "return_plan"), pipeline=("iterations", "distill")),
 }
 
 
