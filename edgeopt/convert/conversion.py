@@ -20,6 +20,7 @@ from edgeopt.convert.inspect import inspect_tflite
 from edgeopt.convert.job import Job
 from edgeopt.convert.interpreter import TfliteRunner
 from edgeopt.convert.precision import IODtype, Precision
+from edgeopt.convert.sparse import choose_float32
 from edgeopt.convert.validate import Labels, compare_outputs, disagreement
 from edgeopt.errors import ConversionError
 
@@ -71,6 +72,9 @@ class Conversion:
             self.float_problem = _failed(result.get("error") or "")
             return
         self.float_bytes = self.job.model_path(precision).read_bytes()
+        if (result.get("settings") or {}).get("sparse_inference", {}).get("used"):
+            # The file on disk is the sparse encoding: the other precisions start from dense weights.
+            self.float_bytes = self._converter(Precision.FLOAT32)[0]
         self.float_check = self.job.read_outputs(precision, "check")
         if self.float_check is None and self.check_x is not None:
             self.float_problem = result.get("not_validated") or "the float32 .tflite did not run on the check samples"
@@ -100,7 +104,11 @@ class Conversion:
         if precision is Precision.FLOAT32:
             self.say("converting float32 (TFLite converter)")
             data, settings = self._converter(precision)
-            self.float_bytes = data
+            self.float_bytes = data  # the dense file stays the base of the other precisions
+            data, settings["sparse_inference"] = choose_float32(
+                data, lambda: self._converter(precision, sparsity=True)[0], self._timing_sample())
+            if settings["sparse_inference"]["used"]:
+                self.say(f"float32: sparse weights, {settings['sparse_inference']['reason']}")
         elif precision in engines.QUANTIZER_PRECISIONS:
             data, settings = self._quantized(precision)
         else:
@@ -117,6 +125,13 @@ class Conversion:
             self.say(f"validating {name} in LiteRT on {len(self.eval_x[0])} samples")
             outputs["eval"] = self.run(data, self.eval_x)
         return result, data, outputs
+
+    def _timing_sample(self) -> list[np.ndarray] | None:
+        """One input sample (per model input) to time float32 encodings on."""
+        for samples in (self.check_x, self.calibration, self.eval_x):
+            if samples is not None and len(samples[0]):
+                return [np.asarray(x[:1]) for x in samples]
+        return None
 
     def _converter(self, precision: Precision, **kwargs) -> tuple[bytes, dict]:
         return engines.convert_saved_model(self.job.saved_model, precision, input_names=self.job.inputs,
