@@ -53,6 +53,11 @@ FORBIDDEN = {
     ("pruning", "lowrank"): "factorizing rewrites the kernels and loses the zeros; factorize first, then prune",
     ("clustering", "pruning"): "pruning after clustering breaks the shared values; prune first",
     ("clustering", "lowrank"): "factorizing loses the clusters; factorize first",
+    ("pruning", "channel_pruning"): "removing channels rebuilds the layers and loses the pruned zeros; remove "
+                                    "channels first, then prune what is left",
+    ("clustering", "channel_pruning"): "removing channels after clustering breaks the shared values; remove "
+                                       "channels first",
+    ("qat", "channel_pruning"): "QAT fixes the quantization ranges; remove channels first, then QAT",
 }
 SECTIONS = {"name", "description", "model", "data", "train", "variants", "export", "bench", "search"}
 

@@ -23,6 +23,7 @@ from edgeopt._compat import StrEnum
 from edgeopt.errors import ConfigError
 from edgeopt.search.budget import Budget
 from edgeopt.search.space import SearchSpace
+from edgeopt.search.storage import GRACE_S
 
 
 class Sampler(StrEnum):
@@ -59,6 +60,9 @@ class SearchSettings:
             `None` never stops early. Defaults to `5.0`.
         seed: seeds the sampler and every trial's fine-tuning. Defaults to `None` (the
             recipe's `train.seed`).
+        grace_s: seconds a RUNNING trial's worker may stay silent (no heartbeat; one is
+            sent every `grace_s / 10` s, at most 30 s apart) before another worker of a
+            shared study marks the trial FAIL: its worker died. Defaults to `300.0`.
 
     Raises:
         ConfigError: the first argument that is not acceptable.
@@ -73,6 +77,7 @@ class SearchSettings:
     distill_epochs: int = 10
     stop_margin: float | None = 5.0
     seed: int | None = None
+    grace_s: float = float(GRACE_S)
 
     def __post_init__(self):
         if not isinstance(self.space, SearchSpace):
@@ -98,6 +103,9 @@ class SearchSettings:
                                        and 0 <= margin < float("inf")):
             raise ConfigError(f"stop_margin must be a number of accuracy points >= 0, or null to never stop early. "
                               f"Received: stop_margin={margin!r}.")
+        grace = self.grace_s
+        if not (isinstance(grace, (int, float)) and not isinstance(grace, bool) and 1 <= grace < float("inf")):
+            raise ConfigError(f"grace_s must be a number of seconds >= 1. Received: grace_s={grace!r}.")
         if self.seed is not None and not (_integer(self.seed) and 0 <= self.seed < 2**32):
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, or null. Received: seed={self.seed!r}.")
 
