@@ -38,6 +38,19 @@ def not_runnable(data: bytes) -> str | None:
             "interpreter lacks; run it where the Flex delegate is linked (tensorflow-lite-select-tf-ops)")
 
 
+def run_in_order(data: bytes, samples: list[np.ndarray], inputs: list[str], outputs: list[str]) -> list[np.ndarray]:
+    """A .tflite model's outputs in the order `outputs`, on samples in the order `inputs`
+    (signature names; where the converter lost them, its own order)."""
+    runner = TfliteRunner(data)
+    if sorted(runner.input_names) == sorted(inputs):
+        found = runner.run_named(dict(zip(inputs, samples)))
+    else:  # the names were lost on the way: the converter's order
+        found = dict(zip(runner.output_names, runner.run_all(samples)))
+    if sorted(found) == sorted(outputs):
+        return [found[name] for name in outputs]
+    return list(found.values())
+
+
 def _failed(error: str) -> str:
     first = " ".join(error.split()).split(". ")[0][:160].rstrip(".")
     return f"the float32 .tflite failed ({first}; see its entry)"
@@ -81,14 +94,7 @@ class Conversion:
 
     def run(self, data: bytes, samples: list[np.ndarray]) -> list[np.ndarray]:
         """The model's outputs, in the job's output order, on samples in its input order."""
-        runner = TfliteRunner(data)
-        if sorted(runner.input_names) == sorted(self.job.inputs):
-            outputs = runner.run_named(dict(zip(self.job.inputs, samples)))
-        else:  # the names were lost on the way: the converter's order
-            outputs = dict(zip(runner.output_names, runner.run_all(samples)))
-        if sorted(outputs) == sorted(self.job.outputs):
-            return [outputs[name] for name in self.job.outputs]
-        return list(outputs.values())
+        return run_in_order(data, samples, self.job.inputs, self.job.outputs)
 
     def make(self, name: str) -> tuple[dict, bytes, dict]:
         """(result, .tflite bytes, outputs by kind) of one precision.
@@ -101,6 +107,8 @@ class Conversion:
             self.say("converting float32 (TFLite converter)")
             data, settings = self._converter(precision)
             self.float_bytes = data
+        elif precision is Precision.AUTO:
+            data, settings = self._auto()
         elif precision in engines.QUANTIZER_PRECISIONS:
             data, settings = self._quantized(precision)
         else:
@@ -133,6 +141,35 @@ class Conversion:
         what = f" (calibrating on {len(samples[0])} samples)" if samples is not None else ""
         self.say(f"converting {precision}{what} (TFLite converter)")
         return self._converter(precision, calibration=samples, io_dtype=io_dtype)
+
+    def _auto(self) -> tuple[bytes, dict]:
+        """The smallest per-op mix within the budget (`edgeopt.convert.auto_precision`)."""
+        from edgeopt.convert import mixed
+        from edgeopt.convert.auto_precision import choose
+        from edgeopt.convert.sensitivity import Evaluator
+
+        if self.float_bytes is None:
+            raise ConversionError(f"auto is chosen from the float32 .tflite. Received: {self.float_problem}. "
+                                  "Make float32 convert first.")
+        reference, labels = self.job.read_samples("reference"), self.job.read_labels()
+        if reference is None or labels is None or self.eval_x is None or self.job.max_accuracy_drop is None:
+            raise ConversionError("auto needs labelled eval data, its reference outputs and max_accuracy_drop. "
+                                  "Received: some of them missing. Pass --eval-data and --max-accuracy-drop.")
+        self.say(f"choosing per-op precisions within {self.job.max_accuracy_drop} accuracy points "
+                 "(ai-edge-quantizer scopes, greedy over the sensitivity ranking)")
+        quantizer = mixed.MixedQuantizer(self.float_bytes, self.calibration, self.job.batch_size)
+        evaluate = Evaluator(self.run, self.eval_x, reference, labels, self.job.outputs)
+        decision = choose(quantizer, evaluate, self.job.max_accuracy_drop, say=self.say)
+        chosen = {c["index"]: Precision(c["precision"]) for c in decision.choices}
+        uniform = {index: Precision.INT8 for index in chosen}
+        try:  # uniform int8 by the same tool, for the latency comparison the exporter makes
+            self.job.write_extra("auto.int8", quantizer.quantize(uniform))
+        except ConversionError:
+            pass
+        settings = {"tool": engines.QUANTIZER, "precision": str(Precision.AUTO),
+                    "search": "greedy over the sensitivity ranking, then shrink and contiguity passes",
+                    **decision.settings(), "recipe": mixed.recipe(quantizer.regions, chosen)}
+        return decision.data, settings
 
     def _quantized(self, precision: Precision) -> tuple[bytes, dict]:
         if self.float_bytes is None:

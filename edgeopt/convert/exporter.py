@@ -26,6 +26,7 @@ from edgeopt._files import atomic_write_bytes, atomic_write_json, ensure_writabl
 from edgeopt._versions import versions
 from edgeopt.convert import isolation
 from edgeopt.convert.arguments import validate_export_args
+from edgeopt.convert.auto_latency import auto_latency
 from edgeopt.convert.calibration import Dataset, load_dataset
 from edgeopt.convert.inspect import inspect_tflite
 from edgeopt.convert.job import Job
@@ -135,7 +136,7 @@ class _Exporter:
         self.say: Progress = progress or (lambda line: None)
         self.precisions = parse_precisions(precisions)
         self.io_dtype = validate_export_args(calibration_samples=calibration_samples, io_dtype=io_dtype,
-                                             max_accuracy_drop=max_accuracy_drop)
+                                             max_accuracy_drop=max_accuracy_drop, precisions=self.precisions)
         if not timeout_s or timeout_s <= 0:
             raise ConfigError(f"timeout_s must be a positive number of seconds. Received: timeout_s={timeout_s!r}.")
         if name is not None:
@@ -216,7 +217,16 @@ class _Exporter:
                   inputs=[i.name for i in self.source.inputs], outputs=list(self.source.output_names),
                   batch_size=self.source.batch_size, io_dtype=str(self.io_dtype),
                   quantization_aware=self.source.quantization_aware, select_tf_ops=self.select_tf_ops,
-                  output_kinds=[lab.kind for lab in self.labels] or None, directory=str(tmp))
+                  output_kinds=[lab.kind for lab in self.labels] or None, directory=str(tmp),
+                  max_accuracy_drop=self.max_accuracy_drop)
+        if Precision.AUTO in self.precisions:
+            if not any(lab.y is not None and lab.kind != "values" for lab in self.labels):
+                raise ConfigError("precision auto needs class labels to measure accuracy on. Received: eval labels "
+                                  f"that give no accuracy ({', '.join(lab.kind for lab in self.labels)} outputs). "
+                                  "Pass class indices as y, or use a uniform precision.")
+            job.write_samples("reference", self.reference)
+            job.write_labels(self.labels)
+            job.has_reference = True
         check = self._check_samples()
         for kind, arrays in (("calibration", self.calibration and self.calibration.inputs),
                              ("eval", self.evaluation and self.evaluation.inputs), ("check", check)):
@@ -272,6 +282,8 @@ class _Exporter:
                              "Check its accuracy on real data before shipping it, or use dynamic or int8.")
         atomic_write_bytes(path, data)
         entry.path = str(path)
+        if precision is Precision.AUTO:
+            entry.settings["latency"] = auto_latency(path, job.model_path("auto.int8"), self.stem)
         self.say(f"{name}: {info.size_bytes} bytes -> {path}" + (" (REJECTED)" if entry.status == "rejected" else ""))
         if entry.warning:
             self.say(f"{name}: WARNING: {entry.warning}")
