@@ -19,6 +19,7 @@ has no int4.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -179,7 +180,8 @@ class MixedQuantizer:
                                       "Pass calibration data (--calibration-data).")
             full = self._quantizer.Quantizer(bytearray(self.float_model),
                                              recipe(self.regions, {r.index: Precision.INT16X8 for r in self.regions}))
-            with capture_native_output():
+            with capture_native_output(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # LiteRT's note that preserving all tensors is for debugging
                 self._ranges = full.calibrate(self.signature_data(self._calibration))
         return self._ranges
 
@@ -195,7 +197,8 @@ class MixedQuantizer:
         entries = recipe(self.regions, choice)
         ranges = self._calibrated() if levels & {Precision.INT8, Precision.INT16X8} else None
         try:
-            with capture_native_output():
+            with capture_native_output(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 result = self._quantizer.Quantizer(bytearray(self.float_model), entries).quantize(
                     ranges, enable_progress_bar=False, enable_progress_report=False)
         except Exception as exc:  # the quantizer raises many types

@@ -18,16 +18,22 @@ MSE key (`ValidationErrorMetric.SNR` raises "not supported"), so it is passed to
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import time
+import warnings
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from edgeopt.convert.mixed import MixedQuantizer, Region
-from edgeopt.convert.precision import Precision
+from edgeopt.convert.precision import Precision, parse_precisions
 from edgeopt.convert.validate import Labels, Validation, compare_outputs
-from edgeopt.errors import ConfigError, EdgeoptError
+from edgeopt.errors import ConfigError, ConversionError, EdgeoptError
+
+JSON_NAME, PNG_NAME = "sensitivity.json", "sensitivity.png"
 
 # The schemes a region is tried at, in the order the table shows them.
 SCHEMES = (Precision.INT8, Precision.INT4, Precision.INT16X8)
@@ -131,8 +137,8 @@ class Sensitivity:
 
     def table_rows(self) -> list[list]:
         """`[index, op type, weights, op, then drop/SNR per scheme]`, most sensitive region first."""
-        order = sorted({r.index for r in self.rows}, key=lambda i: -max(
-            _badness(r) for r in self.rows if r.index == i))
+        order = sorted({r.index for r in self.rows}, key=lambda i: max(
+            _badness(r) for r in self.rows if r.index == i), reverse=True)
         table = []
         for i in order:
             mine = {r.precision: r for r in self.rows if r.index == i}
@@ -145,8 +151,10 @@ class Sensitivity:
             table.append(row)
         return table
 
-    def plot(self, path) -> None:
+    def png(self) -> bytes:
         """A PNG bar chart: accuracy drop per region and scheme."""
+        import io
+
         import matplotlib
 
         matplotlib.use("Agg")
@@ -167,8 +175,10 @@ class Sensitivity:
         ax.axhline(0, color="black", linewidth=0.5)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
         plt.close(fig)
+        return buffer.getvalue()
 
 
 def _badness(row: OpSensitivity) -> tuple:
@@ -187,7 +197,8 @@ def layer_snr(quantizer: MixedQuantizer, data: bytes, region: Region, samples: l
     from edgeopt._quiet import capture_native_output
 
     try:
-        with capture_native_output():
+        with capture_native_output(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # LiteRT's note that preserving all tensors is for debugging
             result = model_validator.compare_model(
                 quantizer.float_model, data, quantizer.signature_data([s[:_LAYER_SAMPLES] for s in samples]),
                 [validation_utils.ValidationErrorMetric.SNR], compare_fns=[snr_db], num_threads=1)
@@ -243,3 +254,103 @@ def summarize(model: str, rows: list[OpSensitivity], evaluate: Evaluator, quanti
     return Sensitivity(model=model, rows=rows, reference_accuracy=float_validation.reference_accuracy,
                        float_accuracy=float_validation.accuracy, float_size_bytes=len(quantizer.float_model),
                        samples=len(evaluate.eval_x[0]), seconds=round(time.perf_counter() - started, 3))
+
+
+def quantization_sensitivity(
+    model: Any,
+    calibration_data: Any,
+    eval_data: Any,
+    *,
+    schemes: Sequence[str | Precision] = SCHEMES,
+    calibration_samples: int = 200,
+    output_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    scale: float = 255.0,
+    mean: float = 0.0,
+    unsafe: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Sensitivity:
+    """The accuracy cost of quantizing each op of `model` alone, per scheme.
+
+    Example:
+
+    ```python
+    result = edgeopt.quantization_sensitivity(model, x_train[:200], (x_test, y_test), output_dir="out")
+    print(result.most_sensitive().op, result.ranking("int8")[0].accuracy_drop_points)
+    ```
+
+    The model is traced and converted to float32 as `export_tflite` does (in a child
+    process); the per-op variants are made by ai-edge-quantizer and run in LiteRT in
+    this process.
+
+    Args:
+        model: a Keras model or a path, as `export_tflite` takes. It is not modified.
+        calibration_data: representative inputs (as `export_tflite`'s).
+        eval_data: inputs and class labels (as `export_tflite`'s); accuracy is measured on them.
+        schemes: any of `int8`, `int4`, `int16x8`. Defaults to `SCHEMES` (all three).
+        calibration_samples: at most this many calibration samples. Defaults to `200`.
+        output_dir: where to write `sensitivity.json` and `sensitivity.png` (a bar
+            chart), or None for no files. Defaults to `None`.
+        name: the model's name in the result. Defaults to the model's name.
+        scale: image directories become `(pixel - mean) / scale`. Defaults to `255.0`.
+        mean: see `scale`. Defaults to `0.0`.
+        unsafe: allow model files that run code as they load. Defaults to `False`.
+        progress: called with one line per step. Defaults to `None`.
+
+    Returns:
+        A `Sensitivity`: one row per op and scheme, and `ranking(scheme)`.
+
+    Raises:
+        ConfigError: bad arguments or data (eval data without class labels).
+        ConversionError: the float32 conversion or ai-edge-quantizer failed.
+    """
+    from edgeopt._files import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+    from edgeopt.convert.conversion import run_in_order
+    from edgeopt.convert.exporter import _Exporter
+
+    chosen = parse_precisions(schemes)
+    unknown = [str(s) for s in chosen if s not in SCHEMES]
+    if unknown:
+        raise ConfigError(f"Unknown sensitivity scheme. Received: schemes={unknown}. "
+                          f"Use any of: {', '.join(str(s) for s in SCHEMES)}.")
+    if calibration_data is None or eval_data is None:
+        raise ConfigError("Sensitivity needs calibration data and labelled eval data. Received: "
+                          f"calibration_data={'given' if calibration_data is not None else None}, "
+                          f"eval_data={'given' if eval_data is not None else None}. "
+                          "Pass --calibration-data calib.npz and --eval-data test.npz (x and y).")
+    target = ensure_writable_dir(output_dir) if output_dir is not None else None
+    started = time.perf_counter()
+    say = progress or (lambda line: None)
+    with tempfile.TemporaryDirectory(prefix="edgeopt-sensitivity-") as tmp:
+        exporter = _Exporter(model, [Precision.FLOAT32], output_dir=tmp, calibration_data=calibration_data,
+                             eval_data=eval_data, calibration_samples=calibration_samples, io_dtype="int8",
+                             max_accuracy_drop=0.0, name=name, scale=scale, mean=mean, unsafe=unsafe,
+                             select_tf_ops=False, timeout_s=1800.0, progress=progress)
+        try:
+            report = exporter.export()
+        except EdgeoptError as exc:
+            report = getattr(exc, "report", None)
+            if report is None or report["float32"].path is None:
+                raise
+        entry = report["float32"]
+        if entry.path is None:
+            raise ConversionError(f"The float32 conversion failed. Received: {entry.error}. Fix it first "
+                                  "(edgeopt export -p float32 shows the converter's error).")
+        float_model = Path(entry.path).read_bytes()
+    if not any(lab.y is not None and lab.kind != "values" for lab in exporter.labels):
+        raise ConfigError("Sensitivity measures accuracy, which needs class labels. Received: eval labels that "
+                          f"give no accuracy ({', '.join(lab.kind for lab in exporter.labels)} outputs). "
+                          "Pass class indices as y in the eval data.")
+    inputs = [i.name for i in exporter.source.inputs]
+    outputs = list(exporter.source.output_names)
+    quantizer = MixedQuantizer(float_model, exporter.calibration.inputs, exporter.source.batch_size)
+    evaluate = Evaluator(lambda data, xs: run_in_order(data, xs, inputs, outputs), exporter.evaluation.inputs,
+                         exporter.reference, exporter.labels, outputs)
+    rows = measure(quantizer, evaluate, schemes=chosen, say=say)
+    result = summarize(exporter.stem, rows, evaluate, quantizer, started)
+    result.schemes = [str(s) for s in chosen]
+    if target is not None:
+        atomic_write_json(target / JSON_NAME, result.to_dict())
+        atomic_write_bytes(target / PNG_NAME, result.png())
+        say(f"wrote {target / JSON_NAME} and {target / PNG_NAME}")
+    return result

@@ -1,0 +1,68 @@
+"""`edgeopt sensitivity` and `edgeopt export --precision auto` on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgeopt.cli import cli
+from tests.conftest import outlier_dense_model
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def fragile_files(tmp_path_factory, digits):
+    root = tmp_path_factory.mktemp("sensitivity")
+    outlier_dense_model(digits).save(root / "outlier.keras")
+    np.savez(root / "calib.npz", x=digits.x_train[:100])
+    np.savez(root / "test.npz", x=digits.x_test[:200], y=digits.y_test[:200])
+    return root
+
+
+def test_sensitivity_help_has_an_example():
+    result = run("sensitivity", "--help")
+    assert result.exit_code == 0
+    assert "Example:" in result.output and "--eval-data" in result.output
+
+
+def test_sensitivity_needs_its_data(fragile_files):
+    result = run("sensitivity", fragile_files / "outlier.keras", "--calibration-data", fragile_files / "calib.npz")
+    assert result.exit_code == 2 and "--eval-data" in result.output
+
+
+def test_sensitivity_bad_file_is_one_line(fragile_files):
+    result = run("sensitivity", fragile_files / "outlier.keras", "--calibration-data", fragile_files / "nope.npz",
+                 "--eval-data", fragile_files / "test.npz")
+    assert result.exit_code == 1
+    assert "Received:" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_export_auto_without_budget_is_one_line(fragile_files):
+    result = run("export", fragile_files / "outlier.keras", "-p", "auto", "--calibration-data",
+                 fragile_files / "calib.npz", "--eval-data", fragile_files / "test.npz", "-o", fragile_files / "o")
+    assert result.exit_code == 1
+    assert "max-accuracy-drop" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_sensitivity_prints_a_one_screen_summary(fragile_files):
+    out = fragile_files / "sens"
+    result = run("sensitivity", fragile_files / "outlier.keras", "--calibration-data", fragile_files / "calib.npz",
+                 "--eval-data", fragile_files / "test.npz", "--out", out, "-q")
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) <= 24
+    assert "int8 drop" in lines[0] and "int4 SNR dB" in lines[0]
+    assert lines[2].split()[0] == "0"  # the fragile layer first
+    assert "Most sensitive: op 0" in result.output
+    saved = json.loads((out / "sensitivity.json").read_text())
+    assert saved["ranking"]["int4"][0] == 0
+    assert {r["precision"] for r in saved["rows"]} == {"int8", "int4", "int16x8"}
+    assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
