@@ -174,10 +174,7 @@ class Conversion:
     def _quantized(self, precision: Precision) -> tuple[bytes, dict]:
         if self.float_bytes is None:
             if precision is Precision.INT4:
-                raise ConversionError(
-                    f"int4 is made from the float32 .tflite by ai-edge-quantizer. Received: {self.float_problem}. "
-                    "Make float32 convert first; int4 has no TFLite converter route."
-                )
+                return self._int4_fallback(None, None, self.float_problem)
             self.say(f"converting {precision} (TFLite converter; no float32 base)")
             data, settings = self._converter(precision)
             settings["fallback_reason"] = self.float_problem
@@ -186,19 +183,60 @@ class Conversion:
         try:
             data, settings = engines.quantize_tflite(self.float_bytes, precision)
         except ConversionError as exc:
-            if precision is Precision.INT4:
-                raise
             data, settings, problem = None, None, str(exc)
         else:
             problem = self._disagreement(data)
         if problem is None:
             return data, settings
-        if precision is Precision.INT4:  # no converter equivalent: keep it; the exporter warns
-            settings["check"] = problem
-            return data, settings
+        if precision is Precision.INT4:
+            return self._int4_fallback(data, settings, problem)
         self.say(f"{precision}: ai-edge-quantizer result rejected ({problem}); using the TFLite converter")
         data, settings = self._converter(precision)
         settings["fallback_reason"] = problem
+        return data, settings
+
+    def _int4_fallback(self, data: bytes | None, settings: dict | None, problem: str | None) -> tuple[bytes, dict]:
+        """int4 that ai-edge-quantizer could not make, or that disagrees with float32 on the check samples.
+
+        The converter has no int4, so the fallback goes per op first: int4 stays on the
+        ops that agree with float32 alone, the others get int8 weights (still weight-only,
+        float compute) or, where those disagree too, stay float32. Where that is impossible (no float32 base, ai-edge-quantizer
+        fails) the converter's dynamic range model (int8 weights) is the int4 file; the
+        report's `fallback_reason` and `weights` say so. A per-op mix that still
+        disagrees is kept with the disagreement noted, as before.
+        """
+        from edgeopt.convert import mixed
+
+        if self.float_bytes is not None and self.check_x is not None and self.float_check is not None:
+            try:
+                quantizer = mixed.MixedQuantizer(self.float_bytes, None, self.job.batch_size)
+                base = {r.index: Precision.FLOAT32 for r in quantizer.regions}
+                choice: dict = {}
+                for r in quantizer.regions:  # the smallest of int4, int8 weights, float32 that agrees alone
+                    choice[r.index] = next((level for level in (Precision.INT4, mixed.INT8_WEIGHTS)
+                                            if not self._disagreement(quantizer.quantize({**base, r.index: level}))),
+                                           Precision.FLOAT32)
+                raised = [r.index for r in quantizer.regions if choice[r.index] != Precision.INT4]
+                if raised and len(raised) < len(quantizer.regions):
+                    mixed_data = quantizer.quantize(choice)
+                    left = self._disagreement(mixed_data)
+                    self.say(f"int4: {problem}; ops {raised} kept at int8 weights or float32, int4 on the rest")
+                    out = {"tool": engines.QUANTIZER, "precision": "int4", "fallback_reason": problem,
+                           "per_op_fallback": [{"index": i, "op": quantizer.regions[i].name,
+                                                "precision": str(choice[i])} for i in raised],
+                           "recipe": mixed.recipe(quantizer.regions, choice)}
+                    if left:
+                        out["check"] = left
+                    return mixed_data, out
+            except ConversionError:
+                pass
+        if data is not None:  # every op disagrees alone, or no check: keep it; the exporter warns
+            settings["check"] = problem
+            return data, settings
+        self.say(f"int4: {problem}; using the TFLite converter's dynamic range model (int8 weights)")
+        data, settings = self._converter(Precision.DYNAMIC)
+        settings.update(precision="int4", fallback_reason=problem, weights="int8 (converter dynamic range: "
+                        "the converter has no int4)")
         return data, settings
 
     def _disagreement(self, data: bytes) -> str | None:

@@ -278,8 +278,13 @@ class _Exporter:
                 entry.status = "rejected"
                 path = path.with_name(path.name + ".rejected")
         if precision is Precision.INT4 and problem:
-            entry.warning = (f"int4 is far from the float model ({problem}); int4 has no converter fallback. "
-                             "Check its accuracy on real data before shipping it, or use dynamic or int8.")
+            entry.warning = (f"int4 is far from the float model ({problem}), even after the per-op fallback. "
+                             "Check its accuracy on real data before shipping it, or use dynamic, int8 or auto.")
+        elif precision is Precision.INT4 and settings.get("fallback_reason"):
+            fallback = settings.get("per_op_fallback")
+            entry.warning = (f"int4 fell back ({settings['fallback_reason']}): "
+                             + (", ".join(f"op {f['index']} at {f['precision']}" for f in fallback) + ", int4 elsewhere"
+                                if fallback else str(settings.get("weights"))) + ".")
         atomic_write_bytes(path, data)
         entry.path = str(path)
         if precision is Precision.AUTO:

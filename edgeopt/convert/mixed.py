@@ -31,8 +31,11 @@ from edgeopt.errors import ConversionError, MissingDependencyError
 
 # What a region can be, from the smallest file to the largest.
 LEVELS = (Precision.INT4, Precision.INT8, Precision.INT16X8, Precision.FLOAT32)
+# int8 weights with float compute: not a precision of its own, int4's per-op fallback.
+INT8_WEIGHTS = "int8_weights"
 # File bytes per weight at each level.
-WEIGHT_BYTES = {Precision.INT4: 0.5, Precision.INT8: 1.0, Precision.INT16X8: 1.0, Precision.FLOAT32: 4.0}
+WEIGHT_BYTES = {Precision.INT4: 0.5, Precision.INT8: 1.0, Precision.INT16X8: 1.0, Precision.FLOAT32: 4.0,
+                INT8_WEIGHTS: 1.0}
 
 
 @dataclass
@@ -116,7 +119,11 @@ def _constant(model, tensor) -> bool:
 
 def estimated_bytes(found: Sequence[Region], choice: Mapping[int, Precision]) -> float:
     """The weight bytes of a choice (the ordering the search uses; the file adds overhead)."""
-    return sum(r.weights * WEIGHT_BYTES[Precision(choice[r.index])] for r in found)
+    return sum(r.weights * WEIGHT_BYTES[_level(choice[r.index])] for r in found)
+
+
+def _level(value):
+    return INT8_WEIGHTS if value == INT8_WEIGHTS else Precision(value)
 
 
 def boundaries(found: Sequence[Region], choice: Mapping[int, Precision]) -> int:
@@ -130,9 +137,9 @@ def recipe(found: Sequence[Region], choice: Mapping[int, Precision]) -> list[dic
 
     manager = recipe_manager.RecipeManager()
     for region in found:
-        level = Precision(choice[region.index])
-        if level is Precision.INT4:
-            manager.add_weight_only_config(region.weight_regex, region.op_type, 4)
+        level = _level(choice[region.index])
+        if level in (Precision.INT4, INT8_WEIGHTS):
+            manager.add_weight_only_config(region.weight_regex, region.op_type, 4 if level is Precision.INT4 else 8)
         elif level in (Precision.INT8, Precision.INT16X8):
             manager.add_static_config(region.regex, "*", 16 if level is Precision.INT16X8 else 8, 8)
     return manager.get_quantization_recipe()
@@ -191,7 +198,7 @@ class MixedQuantizer:
         Raises:
             ConversionError: ai-edge-quantizer failed on this choice.
         """
-        levels = {Precision(choice[r.index]) for r in self.regions}
+        levels = {_level(choice[r.index]) for r in self.regions}
         if levels == {Precision.FLOAT32}:
             return self.float_model
         entries = recipe(self.regions, choice)
