@@ -7,7 +7,7 @@ import inspect
 import click
 
 from edgeopt.cli._options import unsafe_option
-from edgeopt.cli._output import echo_json, fmt_bytes, fmt_pct, progress_printer, table
+from edgeopt.cli._output import auto_summary, echo_json, fmt_bytes, fmt_pct, progress_printer, table
 from edgeopt.convert.exporter import export_tflite
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConversionError
@@ -96,6 +96,9 @@ def _show(report, as_json: bool) -> None:
                    f"on {report.reference['samples']} samples")
     if report.select_tf_ops:
         click.echo("Select TF ops allowed (--select-tf-ops): files with Flex ops need the Flex delegate.")
+    for e in report.entries:
+        if "choices" in e.settings:
+            click.echo(auto_summary(e.settings))
     for line in report.warnings:
         click.echo(f"Warning: {line}")
     click.echo(f"Report: {report.path}")

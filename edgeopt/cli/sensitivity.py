@@ -37,7 +37,9 @@ def sensitivity(model, calibration_data, eval_data, schemes, calibration_samples
     """Quantize each op of MODEL alone (int8, int4 weight-only, int16x8) and show what it costs.
 
     Per op: the accuracy drop on --eval-data (points) and the SNR (dB) of the op's own
-    output against the float model, most sensitive op first. The ops at the top are
+    output against the float model, most sensitive op first (ai-edge-quantizer, one op
+    quantized at a time), and the SNR of the op in the TFLite converter's int8 model
+    (its QuantizationDebugger). The ops at the top are
     the ones `edgeopt export --precision auto` keeps at higher precision.
 
     \b
@@ -55,9 +57,13 @@ def sensitivity(model, calibration_data, eval_data, schemes, calibration_samples
         return
     headers = ["#", "op type", "weights", "op"]
     for scheme in result.schemes:
-        headers += [f"{scheme} drop", f"{scheme} SNR dB"]
+        headers += [f"{scheme} pts", f"{scheme} dB"]
+    if result.has_converter_column:
+        headers.append("int8 conv dB")
     rows = result.table_rows()
-    click.echo(table(headers, [[r[0], r[1], r[2], shorten(r[3], 32), *r[4:]] for r in rows[:_TOP]]))
+    click.echo(table(headers, [[r[0], r[1], r[2], shorten(r[3], 28), *r[4:]] for r in rows[:_TOP]]))
+    click.echo("pts: accuracy drop with only that op quantized; dB: SNR of the op's output (conv: the TFLite "
+               "converter's int8).")
     if len(rows) > _TOP:
         click.echo(f"... {len(rows) - _TOP} more ops (--json lists all)")
     worst = result.most_sensitive()

@@ -101,6 +101,7 @@ class OpSensitivity:
     output_snr_db: float | None
     output_relative_error: float | None
     layer_snr_db: float | None = None
+    converter_layer_snr_db: float | None = None  # int8 rows: the TFLite converter's int8 (QuantizationDebugger)
     size_bytes: int | None = None
     error: str | None = None
 
@@ -135,8 +136,13 @@ class Sensitivity:
         out["ranking"] = {s: [r.index for r in self.ranking(s)] for s in self.schemes}
         return out
 
+    @property
+    def has_converter_column(self) -> bool:
+        return any(r.converter_layer_snr_db is not None for r in self.rows)
+
     def table_rows(self) -> list[list]:
-        """`[index, op type, weights, op, then drop/SNR per scheme]`, most sensitive region first."""
+        """`[index, op type, weights, op, then drop/SNR per scheme (and the converter's int8
+        SNR, where measured)]`, most sensitive region first."""
         order = sorted({r.index for r in self.rows}, key=lambda i: max(
             _badness(r) for r in self.rows if r.index == i), reverse=True)
         table = []
@@ -148,6 +154,9 @@ class Sensitivity:
                 r = mine.get(scheme)
                 row.append("" if r is None or r.accuracy_drop_points is None else f"{r.accuracy_drop_points:+.2f}")
                 row.append("" if r is None or r.layer_snr_db is None else f"{r.layer_snr_db:.1f}")
+            if self.has_converter_column:
+                r = mine.get(str(Precision.INT8))
+                row.append("" if r is None or r.converter_layer_snr_db is None else f"{r.converter_layer_snr_db:.1f}")
             table.append(row)
         return table
 
@@ -306,6 +315,7 @@ def quantization_sensitivity(
     """
     from edgeopt._files import atomic_write_bytes, atomic_write_json, ensure_writable_dir
     from edgeopt.convert.conversion import run_in_order
+    from edgeopt.convert.debugger import converter_int8_layer_snr
     from edgeopt.convert.exporter import _Exporter
 
     chosen = parse_precisions(schemes)
@@ -337,16 +347,23 @@ def quantization_sensitivity(
             raise ConversionError(f"The float32 conversion failed. Received: {entry.error}. Fix it first "
                                   "(edgeopt export -p float32 shows the converter's error).")
         float_model = Path(entry.path).read_bytes()
+        saved_model = exporter.source.export_saved_model(Path(tmp) / "saved_model") if Precision.INT8 in chosen else None
+        quantizer = MixedQuantizer(float_model, exporter.calibration.inputs, exporter.source.batch_size)
+        converter_snr = {} if saved_model is None else converter_int8_layer_snr(
+            saved_model, exporter.calibration.inputs, [i.name for i in exporter.source.inputs],
+            exporter.source.batch_size, quantizer.regions)
     if not any(lab.y is not None and lab.kind != "values" for lab in exporter.labels):
         raise ConfigError("Sensitivity measures accuracy, which needs class labels. Received: eval labels that "
                           f"give no accuracy ({', '.join(lab.kind for lab in exporter.labels)} outputs). "
                           "Pass class indices as y in the eval data.")
     inputs = [i.name for i in exporter.source.inputs]
     outputs = list(exporter.source.output_names)
-    quantizer = MixedQuantizer(float_model, exporter.calibration.inputs, exporter.source.batch_size)
     evaluate = Evaluator(lambda data, xs: run_in_order(data, xs, inputs, outputs), exporter.evaluation.inputs,
                          exporter.reference, exporter.labels, outputs)
     rows = measure(quantizer, evaluate, schemes=chosen, say=say)
+    for row in rows:
+        if row.precision == Precision.INT8:
+            row.converter_layer_snr_db = converter_snr.get(row.index)
     result = summarize(exporter.stem, rows, evaluate, quantizer, started)
     result.schemes = [str(s) for s in chosen]
     if target is not None:

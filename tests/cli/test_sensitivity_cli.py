@@ -59,10 +59,36 @@ def test_sensitivity_prints_a_one_screen_summary(fragile_files):
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) <= 24
-    assert "int8 drop" in lines[0] and "int4 SNR dB" in lines[0]
+    assert "int8 pts" in lines[0] and "int4 dB" in lines[0] and "int8 conv dB" in lines[0]
     assert lines[2].split()[0] == "0"  # the fragile layer first
     assert "Most sensitive: op 0" in result.output
     saved = json.loads((out / "sensitivity.json").read_text())
     assert saved["ranking"]["int4"][0] == 0
     assert {r["precision"] for r in saved["rows"]} == {"int8", "int4", "int16x8"}
+    converter = {r["index"]: r["converter_layer_snr_db"] for r in saved["rows"] if r["precision"] == "int8"}
+    assert converter[0] < 10 < converter[1]  # the converter's own int8 (QuantizationDebugger) agrees
     assert (out / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_export_auto_prints_the_per_op_summary(fragile_files):
+    out = fragile_files / "auto"
+    result = run("export", fragile_files / "outlier.keras", "-p", "auto", "--max-accuracy-drop", "1.0",
+                 "--calibration-data", fragile_files / "calib.npz", "--eval-data", fragile_files / "test.npz",
+                 "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("auto: ")]
+    assert "1 op(s) float32" in line and "vs uniform int8" in line
+    saved = json.loads((out / "export_report.json").read_text())
+    assert saved["entries"][0]["settings"]["choices"][0]["precision"] == "float32"
+
+
+def test_recipe_export_section_takes_auto_with_a_budget(tmp_path):
+    from edgeopt.errors import ConfigError
+    from edgeopt.pipeline.sections import parse_export
+
+    path = tmp_path / "recipe.yaml"
+    parsed = parse_export({"precisions": ["float32", "auto"], "max_accuracy_drop": 1.0}, path)
+    assert parsed["precisions"] == ["float32", "auto"] and parsed["max_accuracy_drop"] == 1.0
+    with pytest.raises(ConfigError, match="export.*auto needs an accuracy budget"):
+        parse_export({"precisions": ["auto"]}, path)

@@ -162,3 +162,11 @@ def test_export_auto_report_lists_per_op_choices(digits, tmp_path):
     assert latency["auto_p50_ms"] > 0 and latency["uniform_int8_p50_ms"] > 0, latency
     assert (tmp_path / "outlier_mlp.auto.tflite").is_file()
     assert report["auto"].size_bytes == (tmp_path / "outlier_mlp.auto.tflite").stat().st_size
+
+
+def test_search_passes_a_budget_to_auto():
+    from edgeopt.search.objective import _auto_budget
+
+    assert _auto_budget("int8", 2.0) == {}
+    assert _auto_budget("auto", 2.0) == {"max_accuracy_drop": 2.0}
+    assert _auto_budget("auto", None) == {"max_accuracy_drop": 1.0}

@@ -177,12 +177,14 @@ def main() -> None:
         if one is None:
             continue
         int4_breaks = mine["int4 (uniform)"]["drop"] > 1.0
+        int8_breaks = mine["int8"]["drop"] > 1.0
         smaller = one["size"] < mine["int8"]["size"]
         within = all(r["drop"] <= r["budget"] for r in mine.values() if r["budget"] is not None)
         ratio = one["export_s"] / int8_times[task]
         print(f"- {task}: uniform int4 {'breaks' if int4_breaks else 'meets'} the 1-point budget "
               f"(drop {mine['int4 (uniform)']['drop']:+.2f}); auto @1 is {one['size']} B vs int8 {mine['int8']['size']} B "
-              f"({'smaller' if smaller else 'NOT smaller'}); every auto within its budget on eval: {within}; "
+              f"({'smaller' if smaller else 'NOT smaller'}"
+              f"{'; uniform int8 itself breaks the budget, drop ' + format(mine['int8']['drop'], '+.2f') if int8_breaks else ''}); every auto within its budget on eval: {within}; "
               f"auto @1 export {one['export_s']:.1f} s = {ratio:.2f}x one int8 export ({int8_times[task]:.1f} s), "
               f"search itself {one['decide_s']:.2f} s.")
 
