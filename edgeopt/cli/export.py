@@ -28,7 +28,7 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(export_tflite).par
 @click.option("--io-dtype", type=click.Choice([d.value for d in IODtype]), default=str(_DEFAULTS["io_dtype"]),
               show_default=True, help="Input/output type of int8 models.")
 @click.option("--max-accuracy-drop", type=float, default=_DEFAULTS["max_accuracy_drop"],
-              help="Reject (exit 1, keep as *.rejected) beyond this many points.")
+              help="Reject (exit 1, keep as *.rejected) beyond this many points; -p auto's budget.")
 @click.option("-o", "--output", default=str(_DEFAULTS["output_dir"]), show_default=True, type=click.Path(),
               help="Output directory.")
 @click.option("--name", help="Stem of the output files (default: model file stem).")
@@ -56,6 +56,8 @@ def export(model, precisions, calibration_data, calibration_samples, eval_data, 
         edgeopt export model.keras -p float32 -p float16 -p int8 \\
             --calibration-data calib.npz --eval-data test.npz --output out/
         edgeopt export lstm.keras -p float32 --select-tf-ops
+        edgeopt export model.keras -p auto --max-accuracy-drop 1.0 \\
+            --calibration-data calib.npz --eval-data test.npz
     """
     import warnings
 

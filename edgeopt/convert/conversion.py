@@ -157,7 +157,11 @@ class Conversion:
                                   "Received: some of them missing. Pass --eval-data and --max-accuracy-drop.")
         self.say(f"choosing per-op precisions within {self.job.max_accuracy_drop} accuracy points "
                  "(ai-edge-quantizer scopes, greedy over the sensitivity ranking)")
-        quantizer = mixed.MixedQuantizer(self.float_bytes, self.calibration, self.job.batch_size)
+        reason = not_runnable(self.float_bytes)
+        if reason:
+            raise ConversionError(f"auto measures every candidate in LiteRT, which cannot run this model. Received: "
+                                  f"{reason}. Use a uniform precision.")
+        quantizer = mixed.MixedQuantizer(self.float_bytes, self.calibration, self.job.batch_size, self.job.inputs)
         evaluate = Evaluator(self.run, self.eval_x, reference, labels, self.job.outputs)
         decision = choose(quantizer, evaluate, self.job.max_accuracy_drop, say=self.say)
         chosen = {c["index"]: Precision(c["precision"]) for c in decision.choices}
@@ -209,7 +213,7 @@ class Conversion:
 
         if self.float_bytes is not None and self.check_x is not None and self.float_check is not None:
             try:
-                quantizer = mixed.MixedQuantizer(self.float_bytes, None, self.job.batch_size)
+                quantizer = mixed.MixedQuantizer(self.float_bytes, None, self.job.batch_size, self.job.inputs)
                 base = {r.index: Precision.FLOAT32 for r in quantizer.regions}
                 choice: dict = {}
                 for r in quantizer.regions:  # the smallest of int4, int8 weights, float32 that agrees alone

@@ -75,8 +75,10 @@ def export_tflite(
         model: a Keras 3 or tf_keras model (functional, Sequential, or subclassed and
             called once), or a path to a `.keras`/`.h5` file or a SavedModel
             directory. It is not modified.
-        precisions: any of `float32`, `float16`, `dynamic`, `int8`, `int16x8`, `int4`.
-            Defaults to `("float32",)`.
+        precisions: any of `float32`, `float16`, `dynamic`, `int8`, `int16x8`, `int4`,
+            `auto` (per op the smallest of int4 / int8 / int16x8 / float32 within
+            `max_accuracy_drop`, see `edgeopt.convert.auto_precision`; needs
+            calibration and labelled eval data). Defaults to `("float32",)`.
         output_dir: where `<name>.<precision>.tflite` and `export_report.json` go.
             Defaults to `"."`.
         calibration_data: representative samples for `int8`/`int16x8`: an array, an
@@ -94,7 +96,7 @@ def export_tflite(
         max_accuracy_drop: reject a file whose accuracy (on any output) is more than
             this many points below the float model's (needs labelled `eval_data`); it
             is kept as `<file>.rejected` and `AccuracyGateError` is raised after all
-            precisions ran. Defaults to `None`.
+            precisions ran. It is also `auto`'s budget. Defaults to `None`.
         name: stem of the output files. Defaults to the model's name or file stem.
         scale: image directories become `(pixel - mean) / scale`. Defaults to `255.0`.
         mean: see `scale`. Defaults to `0.0`.

@@ -153,10 +153,14 @@ class MixedQuantizer:
         calibration: representative inputs, one array per signature input (in
             signature order), or None when no region will be int8/int16x8.
         batch_size: the model's fixed batch size, or None. Defaults to `None`.
+        input_names: the signature names of the arrays' inputs, in their order; where
+            they do not match the .tflite's, its own order. Defaults to `None`.
     """
 
-    def __init__(self, float_model: bytes, calibration: Sequence[np.ndarray] | None, batch_size: int | None = None):
+    def __init__(self, float_model: bytes, calibration: Sequence[np.ndarray] | None, batch_size: int | None = None,
+                 input_names: Sequence[str] | None = None):
         quantizer, _ = _aeq()
+        self._input_names = list(input_names) if input_names else None
         self._quantizer = quantizer
         self.float_model = bytes(float_model)
         self.regions = regions(self.float_model)
@@ -171,12 +175,14 @@ class MixedQuantizer:
         signatures = Interpreter(model_content=self.float_model).get_signature_list()
         key = "serving_default" if "serving_default" in signatures else next(iter(signatures))
         names = list(signatures[key]["inputs"])
+        if self._input_names and sorted(self._input_names) == sorted(names):
+            names = self._input_names  # the arrays' order, by name (LiteRT lists signature inputs sorted)
         step = self._batch_size or step
         batches = []
         for start in range(0, len(arrays[0]), step):
-            batch = [a[start:start + step] for a in arrays]
-            if len(batch[0]) < step and self._batch_size:
-                continue  # a fixed batch: drop the short tail
+            batch = [np.asarray(a[start:start + step]) for a in arrays]
+            if len(batch[0]) < step and self._batch_size:  # a fixed batch: repeat the last sample
+                batch = [np.concatenate([b, np.repeat(b[-1:], step - len(b), axis=0)]) for b in batch]
             batches.append(dict(zip(names, batch)))
         return {key: batches}
 

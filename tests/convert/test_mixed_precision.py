@@ -170,3 +170,27 @@ def test_search_passes_a_budget_to_auto():
     assert _auto_budget("int8", 2.0) == {}
     assert _auto_budget("auto", 2.0) == {"max_accuracy_drop": 2.0}
     assert _auto_budget("auto", None) == {"max_accuracy_drop": 1.0}
+
+
+@pytest.mark.slow
+def test_auto_on_two_inputs_with_a_fixed_batch(tmp_path):
+    """Inputs whose sorted names differ from their signature order, a fixed batch of 8 and
+    calibration data that is not a multiple of it: auto still fits its budget."""
+    import keras
+
+    from edgeopt.convert.exporter import export_tflite
+
+    keras.utils.set_random_seed(0)
+    zeta, alpha = keras.Input((6,), batch_size=8, name="zeta"), keras.Input((3,), batch_size=8, name="alpha")
+    hidden = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([zeta, 100.0 * alpha]))
+    model = keras.Model([zeta, alpha], keras.layers.Dense(3, activation="softmax")(hidden))
+    rng = np.random.default_rng(0)
+    x_zeta, x_alpha = rng.random((203, 6), dtype=np.float32), 0.01 * rng.random((203, 3), dtype=np.float32)
+    y = (x_zeta[:, 0] + 100 * x_alpha[:, 0] > 1.0).astype(int) + (x_zeta[:, 1] > 0.5)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit([x_zeta[:160], x_alpha[:160]], y[:160], epochs=30, batch_size=8, verbose=0)
+    report = export_tflite(model, ["auto"], output_dir=tmp_path, calibration_data=(x_zeta[:45], x_alpha[:45]),
+                           eval_data=((x_zeta[160:], x_alpha[160:]), y[160:]), max_accuracy_drop=2.0)
+    entry = report["auto"]
+    assert entry.status == "ok" and entry.validation["accuracy_drop_points"] <= 2.0
+    assert len(entry.settings["choices"]) == 2
