@@ -35,7 +35,7 @@ from edgeopt.convert import mixed
 from edgeopt.convert.mixed import LEVELS, MixedQuantizer
 from edgeopt.convert.precision import Precision
 from edgeopt.convert.sensitivity import Evaluator, OpSensitivity, measure
-from edgeopt.errors import EdgeoptError
+from edgeopt.errors import ConversionError, EdgeoptError
 
 _JOIN_GROWTH = 0.02  # a contiguity change may grow the weights by this fraction of the model
 
@@ -128,7 +128,8 @@ def choose(quantizer: MixedQuantizer, evaluate: Evaluator, budget: float, *,
     for r in search.regions:
         level = next(lv for lv in ladders[r.index] if cost(r.index, lv) <= budget)
         choice[r.index] = level
-        skipped = [f"{lv} alone costs {cost(r.index, lv):.2f} pts" for lv in ladders[r.index][:ladders[r.index].index(level)]]
+        below = ladders[r.index][:ladders[r.index].index(level)]
+        skipped = [f"{lv} alone costs {cost(r.index, lv):.2f} pts" for lv in below]
         reason[r.index] = ("; ".join(skipped) + " (over the budget)") if skipped else f"{level} alone fits the budget"
     search.steps.append(f"start: {_describe(choice, search.regions)}")
     while not search.fits(choice):
@@ -141,7 +142,8 @@ def choose(quantizer: MixedQuantizer, evaluate: Evaluator, budget: float, *,
         choice[worst] = ladder[ladder.index(before) + 1]
         reason[worst] = (f"raised from {before}: the whole model missed the budget and this op is the most "
                          f"sensitive at {before} ({cost(worst, before):.2f} pts alone)")
-        search.steps.append(f"raise op {worst} {before}->{choice[worst]} (drop was {search.score({**choice, worst: before}):.2f})")
+        was = search.score({**choice, worst: before})
+        search.steps.append(f"raise op {worst} {before}->{choice[worst]} (drop was {was:.2f})")
     if not search.fits(choice):  # even the float model misses it: the float model
         choice = {r.index: Precision.FLOAT32 for r in search.regions}
         reason = {i: "float32: no quantized mix met the budget" for i in choice}
@@ -150,13 +152,16 @@ def choose(quantizer: MixedQuantizer, evaluate: Evaluator, budget: float, *,
         _join(search, choice, reason)
     search.score(choice)
     drop, data = search.cache[tuple(str(choice[r.index]) for r in search.regions)]
+    if data is None or drop == float("inf"):
+        raise ConversionError("auto could not make and score its choice in LiteRT. Received: ai-edge-quantizer or "
+                              "LiteRT failed on every candidate. Use a uniform precision.")
     choices = [{"index": r.index, "op": r.name, "op_type": r.op_type, "weights": r.weights,
                 "precision": str(choice[r.index]), "reason": reason[r.index],
                 "alone_drop_points": {s: row.accuracy_drop_points for s, row in alone[r.index].items()}}
                for r in search.regions]
     say(f"auto: {_describe(choice, search.regions)}; drop {drop:.2f} pts (budget {budget}), "
         f"{evaluate.evaluations} LiteRT evaluations")
-    return Decision(data=data if data is not None else quantizer.float_model, choices=choices,
+    return Decision(data=data, choices=choices,
                     accuracy_drop_points=round(drop, 4), budget_points=float(budget),
                     boundaries=mixed.boundaries(search.regions, choice), evaluations=evaluate.evaluations,
                     seconds=round(time.perf_counter() - started, 3), steps=search.steps,

@@ -204,9 +204,10 @@ class Conversion:
 
         The converter has no int4, so the fallback goes per op first: int4 stays on the
         ops that agree with float32 alone, the others get int8 weights (still weight-only,
-        float compute) or, where those disagree too, stay float32. Where that is impossible (no float32 base, ai-edge-quantizer
-        fails) the converter's dynamic range model (int8 weights) is the int4 file; the
-        report's `fallback_reason` and `weights` say so. A per-op mix that still
+        float compute) or, where those disagree too, stay float32. Where that is
+        impossible (no float32 base, ai-edge-quantizer fails) the converter's dynamic
+        range model (int8 weights) is the int4 file; the report's `fallback_reason` and
+        `weights` say so. A per-op mix that still
         disagrees is kept with the disagreement noted, as before.
         """
         from edgeopt.convert import mixed

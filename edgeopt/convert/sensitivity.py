@@ -347,7 +347,8 @@ def quantization_sensitivity(
             raise ConversionError(f"The float32 conversion failed. Received: {entry.error}. Fix it first "
                                   "(edgeopt export -p float32 shows the converter's error).")
         float_model = Path(entry.path).read_bytes()
-        saved_model = exporter.source.export_saved_model(Path(tmp) / "saved_model") if Precision.INT8 in chosen else None
+        saved_model = (exporter.source.export_saved_model(Path(tmp) / "saved_model")
+                       if Precision.INT8 in chosen else None)
         quantizer = MixedQuantizer(float_model, exporter.calibration.inputs, exporter.source.batch_size,
                                    [i.name for i in exporter.source.inputs])
         converter_snr = {} if saved_model is None else converter_int8_layer_snr(
