@@ -195,3 +195,22 @@ def test_auto_on_two_inputs_with_a_fixed_batch(tmp_path):
     entry = report["auto"]
     assert entry.status == "ok" and entry.validation["accuracy_drop_points"] <= 2.0
     assert len(entry.settings["choices"]) == 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(st.lists(st.sampled_from(["auto", "int8", "int4", "Auto", "bogus", ""]), max_size=3),
+                 st.sampled_from(["auto", "int4"]), st.integers(), st.none()),
+       st.one_of(st.none(), st.floats(), st.integers(-3, 3), st.text(max_size=2), st.booleans()))
+def test_a_recipe_export_section_with_auto_is_accepted_or_one_config_error(precisions, budget):
+    """What a YAML export section can hold: parsed as export_tflite would take it, or one ConfigError."""
+    from pathlib import Path
+
+    from edgeopt.pipeline.sections import parse_export
+
+    section = {"precisions": precisions, "max_accuracy_drop": budget}
+    try:
+        parsed = parse_export(section, Path("recipe.yaml"))
+    except ConfigError as exc:
+        assert "recipe.yaml" in str(exc) and "Received" in str(exc) and "\n" not in str(exc)
+    else:
+        assert "auto" not in parsed["precisions"] or parsed["max_accuracy_drop"] is not None
