@@ -25,28 +25,40 @@ def fragile_files(tmp_path_factory, digits):
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    """An untrained model and data: enough for the errors found before any conversion."""
+    import keras
+
+    root = tmp_path_factory.mktemp("tiny")
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")]).save(root / "tiny.keras")
+    np.savez(root / "calib.npz", x=np.zeros((8, 4), np.float32))
+    np.savez(root / "test.npz", x=np.zeros((8, 4), np.float32), y=np.zeros(8, int))
+    return root
+
+
 def test_sensitivity_help_has_an_example():
     result = run("sensitivity", "--help")
     assert result.exit_code == 0
     assert "Example:" in result.output and "--eval-data" in result.output
 
 
-def test_sensitivity_needs_its_data(fragile_files):
-    result = run("sensitivity", fragile_files / "outlier.keras", "--calibration-data", fragile_files / "calib.npz")
+def test_sensitivity_needs_its_data(tiny_files):
+    result = run("sensitivity", tiny_files / "tiny.keras", "--calibration-data", tiny_files / "calib.npz")
     assert result.exit_code == 2 and "--eval-data" in result.output
 
 
-def test_sensitivity_bad_file_is_one_line(fragile_files):
-    result = run("sensitivity", fragile_files / "outlier.keras", "--calibration-data", fragile_files / "nope.npz",
-                 "--eval-data", fragile_files / "test.npz")
+def test_sensitivity_bad_file_is_one_line(tiny_files):
+    result = run("sensitivity", tiny_files / "tiny.keras", "--calibration-data", tiny_files / "nope.npz",
+                 "--eval-data", tiny_files / "test.npz")
     assert result.exit_code == 1
     assert "Received:" in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_export_auto_without_budget_is_one_line(fragile_files):
-    result = run("export", fragile_files / "outlier.keras", "-p", "auto", "--calibration-data",
-                 fragile_files / "calib.npz", "--eval-data", fragile_files / "test.npz", "-o", fragile_files / "o")
+def test_export_auto_without_budget_is_one_line(tiny_files):
+    result = run("export", tiny_files / "tiny.keras", "-p", "auto", "--calibration-data",
+                 tiny_files / "calib.npz", "--eval-data", tiny_files / "test.npz", "-o", tiny_files / "o")
     assert result.exit_code == 1
     assert "max-accuracy-drop" in result.output and len(result.output.strip().splitlines()) == 1
 
