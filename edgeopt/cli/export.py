@@ -7,7 +7,7 @@ import inspect
 import click
 
 from edgeopt.cli._options import unsafe_option
-from edgeopt.cli._output import echo_json, fmt_bytes, fmt_pct, progress_printer, table
+from edgeopt.cli._output import auto_summary, echo_json, fmt_bytes, fmt_pct, progress_printer, table
 from edgeopt.convert.exporter import export_tflite
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConversionError
@@ -28,7 +28,7 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(export_tflite).par
 @click.option("--io-dtype", type=click.Choice([d.value for d in IODtype]), default=str(_DEFAULTS["io_dtype"]),
               show_default=True, help="Input/output type of int8 models.")
 @click.option("--max-accuracy-drop", type=float, default=_DEFAULTS["max_accuracy_drop"],
-              help="Reject (exit 1, keep as *.rejected) beyond this many points.")
+              help="Reject (exit 1, keep as *.rejected) beyond this many points; -p auto's budget.")
 @click.option("-o", "--output", default=str(_DEFAULTS["output_dir"]), show_default=True, type=click.Path(),
               help="Output directory.")
 @click.option("--name", help="Stem of the output files (default: model file stem).")
@@ -56,6 +56,8 @@ def export(model, precisions, calibration_data, calibration_samples, eval_data, 
         edgeopt export model.keras -p float32 -p float16 -p int8 \\
             --calibration-data calib.npz --eval-data test.npz --output out/
         edgeopt export lstm.keras -p float32 --select-tf-ops
+        edgeopt export model.keras -p auto --max-accuracy-drop 1.0 \\
+            --calibration-data calib.npz --eval-data test.npz
     """
     import warnings
 
@@ -96,6 +98,9 @@ def _show(report, as_json: bool) -> None:
                    f"on {report.reference['samples']} samples")
     if report.select_tf_ops:
         click.echo("Select TF ops allowed (--select-tf-ops): files with Flex ops need the Flex delegate.")
+    for e in report.entries:
+        if "choices" in e.settings:
+            click.echo(auto_summary(e.settings))
     for line in report.warnings:
         click.echo(f"Warning: {line}")
     click.echo(f"Report: {report.path}")

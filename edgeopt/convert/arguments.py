@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 
-from edgeopt.convert.precision import IODtype
+from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConfigError
 
 
 def validate_export_args(*, calibration_samples: int = 200, io_dtype: str | IODtype = IODtype.INT8,
                          max_accuracy_drop: float | None = None, select_tf_ops: bool = False,
-                         timeout_s: float = 1800.0) -> IODtype:
+                         timeout_s: float = 1800.0, precisions=()) -> IODtype:
     """Raises `ConfigError` naming the first unacceptable argument; returns `io_dtype` as an `IODtype`.
 
     Args:
@@ -24,6 +24,8 @@ def validate_export_args(*, calibration_samples: int = 200, io_dtype: str | IODt
             Defaults to `None`.
         select_tf_ops: `True` or `False`. Defaults to `False`.
         timeout_s: a finite number of seconds > 0. Defaults to `1800.0`.
+        precisions: the precisions asked for; `auto` needs `max_accuracy_drop` (its
+            budget). Defaults to `()`.
 
     Raises:
         ConfigError: with the argument, the value received and what is allowed.
@@ -48,4 +50,9 @@ def validate_export_args(*, calibration_samples: int = 200, io_dtype: str | IODt
             and math.isfinite(timeout_s) and timeout_s > 0):
         raise ConfigError(f"timeout_s must be a positive number of seconds. Received: timeout_s={timeout_s!r}. "
                           "Give the seconds one precision's conversion may take, e.g. 1800.")
+    if max_accuracy_drop is None and any(str(p).lower() == Precision.AUTO for p in
+                                         ([precisions] if isinstance(precisions, str) else precisions or ())):
+        raise ConfigError("precision auto needs an accuracy budget. Received: max_accuracy_drop=None. Pass "
+                          "--max-accuracy-drop 1.0 (max_accuracy_drop=1.0: at most one point below the float "
+                          "model on the eval data).")
     return io_dtype

@@ -61,7 +61,7 @@ def parse_export(export, path) -> dict:
     out = {**api_defaults(export_tflite, EXPORT_KEYS), **export}
     out["precisions"] = precisions(out["precisions"], path, "export", "precisions")
     try:
-        checked = validate_export_args(**{k: out[k] for k in EXPORT_KEYS if k != "precisions"})
+        checked = validate_export_args(**{k: out[k] for k in EXPORT_KEYS})
     except ConfigError as exc:
         raise ConfigError(f"{where(path, 'export')}: {exc}") from None
     out["io_dtype"] = str(checked)
