@@ -20,11 +20,11 @@ from edgeopt.pipeline.steps import PIPELINE_KEYS, STEPS, Step
 
 # Every step and the public callable it must be: a new step fails here until it is named.
 PUBLIC = {"pruning": edgeopt.Pruning, "clustering": edgeopt.cluster_weights, "lowrank": edgeopt.factorize,
-          "qat": edgeopt.quantize_aware, "distill": edgeopt.Distiller}
+          "qat": edgeopt.quantize_aware, "distill": edgeopt.Distiller, "channel_pruning": edgeopt.prune_channels}
 # The least each step needs.
 REQUIRED = {
     "pruning": {"schedule": {"constant_sparsity": {"target_sparsity": 0.5}}},
-    "clustering": {}, "lowrank": {}, "qat": {},
+    "clustering": {}, "lowrank": {}, "qat": {}, "channel_pruning": {"ratio": 0.5},
     "distill": {"student": {"builder": "edgeopt.models:digits_cnn", "kwargs": {"width": 2}}},
 }
 STUDENT = {"builder": "edgeopt.models:digits_cnn", "kwargs": {"width": 2}, "path": None}
