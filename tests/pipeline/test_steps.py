@@ -54,6 +54,9 @@ def test_step_keys_are_the_callables_arguments(kind):
     parameters = inspect.signature(PUBLIC[kind]).parameters
     assert set(spec.keys()) == (set(parameters) - {spec.model, *spec.hidden}) | {"epochs", *spec.pipeline}
     assert spec.keys() - set(parameters) <= set(PIPELINE_KEYS)
+    if spec.check is not None:  # the check takes some of the callable's arguments, never others
+        check = steps_lib._resolve(spec.check)
+        assert set(inspect.signature(check).parameters) <= set(parameters) - {spec.model}, kind
 
 
 @pytest.mark.parametrize("kind", sorted(PUBLIC))
