@@ -43,7 +43,7 @@ def cli(verbose: bool) -> None:
     Example:
         edgeopt run recipes/digits_cnn.yaml
         edgeopt export model.keras --precision float32 --precision int8 \\
-            --calibration-data calib.npz --eval-data test.npz --output out/
+            --calibration-data calib.npz --eval-data test.npz --out out/
         edgeopt inspect out/model.int8.tflite
         edgeopt sensitivity model.keras --calibration-data calib.npz --eval-data test.npz
         edgeopt bench out/model.int8.tflite --device local --device rpi4

@@ -6,7 +6,7 @@ import inspect
 
 import click
 
-from edgeopt.cli._options import json_option, quiet_option, unsafe_option
+from edgeopt.cli._options import json_option, out_option, quiet_option, unsafe_option
 from edgeopt.cli._output import echo_json, fmt_pct, progress_printer, shorten, table
 from edgeopt.convert.sensitivity import SCHEMES, quantization_sensitivity
 
@@ -24,8 +24,7 @@ _TOP = 15  # rows on one screen; --json has all of them
               show_default=True, type=click.Choice([str(s) for s in SCHEMES]), help="Repeat for several schemes.")
 @click.option("--calibration-samples", type=click.IntRange(min=1), default=_DEFAULTS["calibration_samples"],
               show_default=True)
-@click.option("--out", "output_dir", type=click.Path(), default=None,
-              help="Write sensitivity.json and sensitivity.png (bar chart) here.")
+@out_option("output_dir", "Write sensitivity.json and sensitivity.png (bar chart) here.", default=None)
 @click.option("--scale", type=float, default=_DEFAULTS["scale"], show_default=True,
               help="Images become (pixel - mean) / scale.")
 @click.option("--mean", type=float, default=_DEFAULTS["mean"], show_default=True)

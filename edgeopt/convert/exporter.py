@@ -349,7 +349,7 @@ def _check_stem(stem: Any) -> str:
     if not text or text in (".", "..") or any(c in text for c in ("/", "\\", "\0", os.sep)):
         raise ConfigError(
             "The output name must be a plain file stem, without directories. "
-            f"Received: name={text!r}. Pass a name like 'model' (use --output to choose the directory)."
+            f"Received: name={text!r}. Pass a name like 'model' (use --out to choose the directory)."
         )
     return text
 

@@ -59,6 +59,8 @@ FORBIDDEN = {
                                        "channels first",
     ("qat", "channel_pruning"): "QAT fixes the quantization ranges; remove channels first, then QAT",
 }
+# train.optimizer -> the Keras optimizer class it names (in either Keras).
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 SECTIONS = {"name", "description", "model", "data", "train", "variants", "export", "bench", "search"}
 
 
@@ -185,9 +187,9 @@ def _train(train, path) -> dict:
     if not isinstance(out["metrics"], list) or not all(isinstance(m, str) and m for m in out["metrics"]):
         raise ConfigError(f"{_where(path, 'train', 'metrics')} must be a list of Keras metric names. "
                           f"Received: {out['metrics']!r}.")
-    if out["optimizer"] not in ("adam", "sgd", "rmsprop", "adamw"):
+    if not isinstance(out["optimizer"], str) or out["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{_where(path, 'train', 'optimizer')} is unknown. Received: {out['optimizer']!r}. "
-                          "Use adam, adamw, sgd or rmsprop.")
+                          f"Use one of: {', '.join(OPTIMIZERS)}.")
     return out
 
 

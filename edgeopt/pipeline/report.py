@@ -8,13 +8,14 @@ better on one of them.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeopt._files import atomic_write_bytes, atomic_write_text
+from edgeopt._files import atomic_write_text
+from edgeopt._reporting import embedded_png, fmt as _fmt, html_table, markdown_table as _markdown_table, pyplot
+from edgeopt._reporting import save_figure
 from edgeopt.pipeline.readers import load_bench_results, load_export_report, load_manifest
 
 
@@ -90,10 +91,6 @@ def _mark_pareto(rows: list[Row]) -> None:
         row.pareto = not any(all(a <= b for a, b in zip(key(o), key(row))) and key(o) != key(row) for o in rivals)
 
 
-def _fmt(value, spec):
-    return "–" if value is None else format(value, spec)
-
-
 def _kib(size_bytes: int | None) -> str:
     return "–" if size_bytes is None else f"{size_bytes / 1024:.1f} KiB"
 
@@ -112,9 +109,7 @@ def _cells(row: Row) -> list[str]:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    return _markdown_table(HEADERS, [_cells(r) for r in rows])
 
 
 def plot_pareto(rows: list[Row], path: Path) -> bool:
@@ -122,13 +117,7 @@ def plot_pareto(rows: list[Row], path: Path) -> bool:
     points = [r for r in rows if r.accuracy is not None and r.status == "ok"]
     if not points:
         return False
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     seen, unique = set(), []
     for r in points:  # one marker per variant × precision (devices share size and accuracy)
         if (r.variant, r.precision) not in seen:
@@ -149,11 +138,7 @@ def plot_pareto(rows: list[Row], path: Path) -> bool:
     ax.set_xlabel("gzip size (KiB, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
     return True
 
 
@@ -176,17 +161,12 @@ def write_report(run_dir: str | Path) -> list[Row]:
         md += ["## Failures", "", *failures, ""]
     md += ["## Stages", "", "| stage | status | seconds |", "|---|---|---|", timing, ""]
     atomic_write_text(run_dir / "report.md", "\n".join(md))
-    image = ""
-    if has_plot:
-        encoded = base64.b64encode((run_dir / "pareto.png").read_bytes()).decode()
-        image = f'<img alt="size vs accuracy" src="data:image/png;base64,{encoded}">'
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    image = embedded_png(run_dir / "pareto.png", "size vs accuracy") if has_plot else ""
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 8px;text-align:right}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}"
             f"</style></head><body><h1>{html.escape(title)}</h1><p>Status: {html.escape(manifest['status'])}</p>"
-            f"<table><tr>{head}</tr>{body}</table><p>★ = on the Pareto front.</p>{image}"
+            f"{html_table(HEADERS, [_cells(r) for r in rows])}<p>★ = on the Pareto front.</p>{image}"
             + "".join(f"<p>{html.escape(f)}</p>" for f in failures) + "</body></html>")
     atomic_write_text(run_dir / "report.html", page)
     atomic_write_text(run_dir / "report.json", json.dumps([asdict(r) for r in rows], indent=2))

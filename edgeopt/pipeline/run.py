@@ -267,11 +267,10 @@ def _check_names(recipe: Recipe) -> None:
 def _save(model, directory: Path) -> Path:
     """Saves `directory/model.keras` (or `model.h5` for a tfmot QAT model, whose
     `.keras` files do not load back) through a temporary name."""
-    from edgeopt._layers import iter_layers
+    from edgeopt.qat.api import is_quantization_aware
 
     directory.mkdir(parents=True, exist_ok=True)
-    qat = _keras.flavour_of(model) is _keras.Flavour.TF_KERAS and any(
-        type(layer).__name__.startswith("Quantize") for layer in iter_layers(model))
+    qat = _keras.flavour_of(model) is _keras.Flavour.TF_KERAS and is_quantization_aware(model)
     suffix = ".h5" if qat else ".keras"
     path, tmp = directory / f"model{suffix}", directory / f".model.tmp{suffix}"
     model.save(tmp)

@@ -11,6 +11,7 @@ import numpy as np
 from edgeopt import _keras
 from edgeopt._callback import FitCallback
 from edgeopt._callables import resolve_callable
+from edgeopt.pipeline.recipe import OPTIMIZERS
 from edgeopt.pipeline.steps import STEPS
 
 Progress = Callable[[str], None]
@@ -87,8 +88,7 @@ class EpochProgress(FitCallback):
 
 def _optimizer(model: Any, train: dict, learning_rate: float | None = None):
     k = _keras.keras_module(_keras.flavour_of(getattr(model, "student", model)))
-    classes = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
-    return getattr(k.optimizers, classes[train["optimizer"]])(learning_rate=learning_rate or train["learning_rate"])
+    return getattr(k.optimizers, OPTIMIZERS[train["optimizer"]])(learning_rate=learning_rate or train["learning_rate"])
 
 
 def fit(model: Any, data: Data, train: dict, epochs: int, label: str, say: Progress, callbacks=(),

@@ -8,6 +8,19 @@ from edgeopt import _keras
 from edgeopt.errors import ConfigError
 
 PRESERVE = (None, "sparsity", "clusters")
+# Class-name prefixes of the layers that carry learned quantization ranges, by Keras:
+# edgeopt's own (FakeQuantDense, FakeQuantActivation, ...) and tfmot's (QuantizeWrapper,
+# QuantizeWrapperV2, QuantizeLayer). The one place that says what a QAT model is.
+QAT_LAYER_PREFIXES = {_keras.Flavour.KERAS3: ("FakeQuant",), _keras.Flavour.TF_KERAS: ("QuantizeWrapper", "QuantizeLayer")}
+
+
+def is_quantization_aware(model: Any) -> bool:
+    """Whether `model` (Keras 3 or tf_keras) has layers with learned quantization ranges,
+    nested models included: its int8 export takes those ranges, not calibration data."""
+    from edgeopt._layers import iter_layers
+
+    prefixes = tuple(p for group in QAT_LAYER_PREFIXES.values() for p in group)
+    return any(type(layer).__name__.startswith(prefixes) for layer in iter_layers(model))
 
 
 def _check_names(what: str, value: Any, *, allow_bool: bool = False) -> None:

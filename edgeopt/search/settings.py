@@ -19,6 +19,7 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from edgeopt._checks import parse_choice
 from edgeopt._compat import StrEnum
 from edgeopt.errors import ConfigError
 from edgeopt.search.budget import Budget
@@ -90,10 +91,7 @@ class SearchSettings:
             raise ConfigError(f"budget must be a mapping of limits. Received: budget={self.budget!r}.")
         if self.device is not None and (not isinstance(self.device, str) or not self.device):
             raise ConfigError(f"device must be a device profile name. Received: device={self.device!r}.")
-        if not isinstance(self.sampler, str) or self.sampler not in {s.value for s in Sampler}:
-            raise ConfigError(f"Unknown sampler. Received: sampler={self.sampler!r}. "
-                              f"Use one of: {', '.join(s.value for s in Sampler)}.")
-        self.sampler = Sampler(self.sampler)
+        self.sampler = parse_choice(Sampler, self.sampler, argument="sampler")
         for name, low in (("startup_trials", 1), ("epochs", 1), ("distill_epochs", 1)):
             value = getattr(self, name)
             if not (_integer(value) and value >= low):

@@ -54,6 +54,9 @@ def test_step_keys_are_the_callables_arguments(kind):
     parameters = inspect.signature(PUBLIC[kind]).parameters
     assert set(spec.keys()) == (set(parameters) - {spec.model, *spec.hidden}) | {"epochs", *spec.pipeline}
     assert spec.keys() - set(parameters) <= set(PIPELINE_KEYS)
+    if spec.check is not None:  # the check takes some of the callable's arguments, never others
+        check = steps_lib._resolve(spec.check)
+        assert set(inspect.signature(check).parameters) <= set(parameters) - {spec.model}, kind
 
 
 @pytest.mark.parametrize("kind", sorted(PUBLIC))
@@ -207,3 +210,21 @@ def test_schedules_build_the_public_classes():
     assert isinstance(schedule, edgeopt.PolynomialDecay)
     assert {name: getattr(edgeopt, cls) for name, cls in steps_lib.SCHEDULES.items()}.keys() == {
         "constant_sparsity", "polynomial_decay"}
+
+
+def test_the_train_optimizers_are_one_table():
+    import keras
+    import tf_keras
+
+    from edgeopt.pipeline.recipe import OPTIMIZERS
+    from edgeopt.pipeline.techniques import _optimizer
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    for name, cls in OPTIMIZERS.items():
+        assert parse(train={"epochs": 1, "optimizer": name}).train["optimizer"] == name
+        assert hasattr(tf_keras.optimizers, cls)
+        optimizer = _optimizer(model, {"optimizer": name, "learning_rate": 0.01})
+        assert type(optimizer) is getattr(keras.optimizers, cls)
+    with pytest.raises(ConfigError, match=r"train\.optimizer is unknown\. Received: 'nadam'\. "
+                                          r"Use one of: adam, adamw, sgd, rmsprop\."):
+        parse(train={"epochs": 1, "optimizer": "nadam"})
