@@ -237,7 +237,7 @@ def test_the_output_flag_has_one_name_everywhere():
         for param in command.params:
             if any(opt in ("-o", "--out", "--output") for opt in param.opts):
                 spelled[path] = tuple(param.opts)
-    assert set(spelled) == {("bench",), ("run",), ("search",), ("export",)}
+    assert set(spelled) == {("bench",), ("run",), ("search",), ("export",), ("sensitivity",)}
     assert set(spelled.values()) == {("-o", "--out", "--output")}
     for path in spelled:
         help_text = run(*path, "--help").output
