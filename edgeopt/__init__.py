@@ -29,6 +29,8 @@ _LAZY = {
     "export_tflite": "edgeopt.convert.exporter",
     "ExportReport": "edgeopt.convert.exporter",
     "inspect_tflite": "edgeopt.convert.inspect",
+    "quantization_sensitivity": "edgeopt.convert.sensitivity",
+    "Sensitivity": "edgeopt.convert.sensitivity",
     "Precision": "edgeopt.convert.precision",
     "IODtype": "edgeopt.convert.precision",
     "load_model": "edgeopt._keras",
@@ -63,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from edgeopt.bench.result import LatencyResult
     from edgeopt.convert.exporter import ExportReport, export_tflite
     from edgeopt.convert.inspect import inspect_tflite
+    from edgeopt.convert.sensitivity import Sensitivity, quantization_sensitivity
     from edgeopt.convert.precision import IODtype, Precision
     from edgeopt.clustering.api import cluster_weights, strip_clustering
     from edgeopt.datasets import load_digits_splits

@@ -27,7 +27,8 @@ def resolve_callable(spec: str, where: str) -> Any:
         module = importlib.import_module(module_name)
     except (ImportError, ValueError, TypeError) as exc:  # "" and ".x" are ValueError/TypeError
         raise ConfigError(f"{where}: module {module_name!r} does not import. Received: {spec!r} ({exc}). "
-                          "Check the spelling and that it is on PYTHONPATH.") from None
+                          f"Cannot import module {module_name!r} as spelled: check the spelling and that it is "
+                          "on PYTHONPATH.") from None
     if not hasattr(module, attr):
         raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}. Received: {spec!r}.")
     return getattr(module, attr)

@@ -8,9 +8,14 @@ although Python's `bool` is an `int` and NumPy's `bool_` converts to one.
 from __future__ import annotations
 
 import math
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 import numpy as np
+
+from edgeopt.errors import ConfigError
+
+E = TypeVar("E", bound=Enum)
 
 
 def is_integer(value: Any) -> bool:
@@ -23,3 +28,13 @@ def is_real(value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         return False
     return math.isfinite(float(value))
+
+
+def parse_choice(choices: type[E], value: Any, *, argument: str, what: str | None = None) -> E:
+    """`value` as a member of the `StrEnum` `choices`, or a `ConfigError` that names
+    `argument`, the value and every choice ("Unknown `what`" leads it; defaults to `argument`)."""
+    try:
+        return choices(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"Unknown {what or argument}. Received: {argument}={value!r}. "
+                          f"Use one of: {', '.join(c.value for c in choices)}.") from None

@@ -162,10 +162,13 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False) -> Any:
     if not unsafe:
         refuse_code(path)
     module = keras_module(flavour)
+    from edgeopt.qat.api import QAT_LAYER_PREFIXES
+
+    qat = any(_mentions(path, prefix.encode()) for prefix in QAT_LAYER_PREFIXES[flavour])
     try:
-        if flavour is Flavour.KERAS3 and _mentions(path, b"FakeQuant"):
+        if qat and flavour is Flavour.KERAS3:
             import edgeopt.qat.keras3  # noqa: F401 - registers edgeopt's QAT layers
-        if flavour is Flavour.TF_KERAS and _mentions(path, b"QuantizeWrapper"):
+        if qat and flavour is Flavour.TF_KERAS:
             with import_tfmot().quantization.keras.quantize_scope():  # tfmot's QAT layers
                 return module.models.load_model(path, compile=False, safe_mode=not unsafe)
         return module.models.load_model(path, compile=False, safe_mode=not unsafe)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt import _keras
+from edgeopt._checks import parse_choice
 from edgeopt._compat import StrEnum
 from edgeopt.channels.graph import ChannelGraph, Space
 from edgeopt.errors import ConfigError
@@ -44,11 +45,7 @@ def warn_user(message: str) -> None:
 
 
 def parse_criterion(criterion: Any) -> Criterion:
-    try:
-        return Criterion(criterion)
-    except ValueError:
-        raise ConfigError(f"Unknown criterion. Received: criterion={criterion!r}. "
-                          f"Use one of: {', '.join(c.value for c in Criterion)}.") from None
+    return parse_choice(Criterion, criterion, argument="criterion")
 
 
 def positions(graph: ChannelGraph, space: Space) -> list[tuple[int, np.ndarray]]:

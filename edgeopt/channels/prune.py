@@ -171,6 +171,17 @@ class ChannelPruner:
         return ChannelPlan(str(self.criterion), groups)
 
 
+def check_channel_arguments(ratio: float | dict[str, float], criterion: Criterion | str = Criterion.L1,
+                            round_to: int = 1, batch_size: int = 32) -> None:
+    """Raises `ConfigError` for the first `prune_channels` argument it would refuse,
+    before any model is touched (recipes call it when they are loaded)."""
+    parse_ratio(ratio)
+    parse_criterion(criterion)
+    parse_round_to(round_to)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1. Received: batch_size={batch_size!r}.")
+
+
 def prune_channels(model: Any, ratio: float | dict[str, float], *, criterion: Criterion | str = Criterion.L1,
                    data: Any = None, round_to: int = 1, batch_size: int = 32, return_plan: bool = False) -> Any:
     """Returns a new, smaller model with whole channels (filters, units) removed.
@@ -212,8 +223,8 @@ def prune_channels(model: Any, ratio: float | dict[str, float], *, criterion: Cr
         ConfigError: a bad argument, no pattern matching a prunable layer, or a
             subclassed model (only functional and Sequential models are supported).
     """
+    check_channel_arguments(ratio, criterion, round_to, batch_size)
     round_to = parse_round_to(round_to)
-    parse_ratio(ratio)
     pruner = ChannelPruner(model, criterion=criterion, data=data, batch_size=batch_size)
     ratios = pruner.group_ratios(ratio)
     keep = pruner.keep(ratios, round_to)
@@ -222,3 +233,37 @@ def prune_channels(model: Any, ratio: float | dict[str, float], *, criterion: Cr
                   "channels); returning an unchanged copy.")
     new = pruner.build(keep)
     return (new, pruner.plan(ratios, keep)) if return_plan else new
+
+
+def round_ratios(model: Any, ratio: float | dict[str, float], iterations: int, *, round_to: int = 1) -> list[dict]:
+    """The ratios of `iterations` successive `prune_channels` calls (fine-tuning between
+    them) that end at exactly the channel counts one call at `ratio` keeps: each round
+    removes an equal share of what is left, rounded to whole channels (and `round_to`),
+    the last one landing on the final counts. Each round's ratio is a dict keyed by the
+    groups' producer names, for the model that the previous round returns (layer names
+    are kept by `prune_channels`). `model` is not modified.
+
+    Written here because neither tfmot nor Keras has iterative structured pruning.
+    """
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+        raise ConfigError(f"iterations must be an integer >= 1. Received: iterations={iterations!r}.")
+    round_to = parse_round_to(round_to)
+    pruner = ChannelPruner(model)
+    ratios = pruner.group_ratios(parse_ratio(ratio))
+    rounds: list[dict] = [{} for _ in range(iterations)]
+    for index, share in ratios.items():
+        group = pruner.graph.groups[index]
+        final = kept_count(group.size, share, round_to)
+        current = group.size
+        for i in range(iterations):
+            goal = final if i == iterations - 1 else max(final, min(current, math.ceil(
+                group.size * (final / group.size) ** ((i + 1) / iterations) / round_to) * round_to))
+            for producer in group.producers:
+                rounds[i][fnmatch_escape(producer)] = 1.0 - goal / current
+            current = goal
+    return rounds
+
+
+def fnmatch_escape(name: str) -> str:
+    """`name` as an fnmatch pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)

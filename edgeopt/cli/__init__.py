@@ -43,8 +43,9 @@ def cli(verbose: bool) -> None:
     Example:
         edgeopt run recipes/digits_cnn.yaml
         edgeopt export model.keras --precision float32 --precision int8 \\
-            --calibration-data calib.npz --eval-data test.npz --output out/
+            --calibration-data calib.npz --eval-data test.npz --out out/
         edgeopt inspect out/model.int8.tflite
+        edgeopt sensitivity model.keras --calibration-data calib.npz --eval-data test.npz
         edgeopt bench out/model.int8.tflite --device local --device rpi4
         edgeopt --verbose export model.keras    # with TensorFlow's log
     """
@@ -57,8 +58,9 @@ def _register() -> None:
     from edgeopt.cli.inspect import inspect
     from edgeopt.cli.run import compare, report, run
     from edgeopt.cli.search import search
+    from edgeopt.cli.sensitivity import sensitivity
 
-    for command in (run, export, inspect, bench, devices, report, compare, search):
+    for command in (run, export, inspect, bench, devices, report, compare, search, sensitivity):
         cli.add_command(command)
 
 

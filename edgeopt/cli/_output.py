@@ -56,3 +56,17 @@ def shorten(text: str, width: int = 56) -> str:
         return text
     keep = (width - 1) // 2
     return text[:keep] + "…" + text[-(width - 1 - keep):]
+
+
+def auto_summary(settings: dict) -> str:
+    """One line on an `auto` entry: how many ops got each precision, boundaries, latency vs int8."""
+    counts: dict[str, int] = {}
+    for choice in settings["choices"]:
+        counts[choice["precision"]] = counts.get(choice["precision"], 0) + 1
+    line = (f"auto: {', '.join(f'{n} op(s) {p}' for p, n in counts.items())}; {settings.get('boundaries', 0)} "
+            f"precision boundaries; drop {settings.get('accuracy_drop_points', 0):+.2f} of "
+            f"{settings.get('budget_points')} pts allowed; decided in {settings.get('seconds', 0):.1f} s")
+    latency = settings.get("latency") or {}
+    if latency.get("auto_p50_ms") is not None and latency.get("uniform_int8_p50_ms") is not None:
+        line += f"; local p50 {latency['auto_p50_ms']:.4g} ms vs uniform int8 {latency['uniform_int8_p50_ms']:.4g} ms"
+    return line + " (per-op choices in the report)."

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
 import click
 
-from edgeopt.cli._options import device_option, json_option, quiet_option
+from edgeopt.cli._options import device_option, json_option, out_option, quiet_option
+from edgeopt.bench.harness import benchmark
 from edgeopt.cli._output import echo_json, progress_printer, table
 from edgeopt.errors import ConfigError
+
+# The flags' defaults are benchmark's: one source of truth.
+_DEFAULTS = {name: p.default for name, p in inspect.signature(benchmark).parameters.items()}
 
 
 class _Interrupted(click.ClickException):
@@ -41,18 +46,20 @@ def _fmt(x, digits=3):
 
 @click.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path())
-@device_option("Device profile name or .yaml path; repeat for several (run in parallel).", default=["local"],
-               show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), help="Inference threads (default: profile, else runtime).")
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="At least this many timed runs.")
-@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True)
-@click.option("--min-secs", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@device_option("Device profile name or .yaml path; repeat for several (run in parallel).",
+               default=list(_DEFAULTS["devices"]), show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=_DEFAULTS["threads"],
+              help="Inference threads (default: profile, else runtime).")
+@click.option("--runs", type=click.IntRange(min=1), default=_DEFAULTS["runs"], show_default=True,
+              help="At least this many timed runs.")
+@click.option("--warmup", type=click.IntRange(min=0), default=_DEFAULTS["warmup"], show_default=True)
+@click.option("--min-secs", type=click.FloatRange(min=0), default=_DEFAULTS["min_secs"], show_default=True,
               help="Keep running until this many seconds have passed too.")
-@click.option("--max-secs", type=click.FloatRange(min=0.1), default=150.0, show_default=True)
-@click.option("--keep", is_flag=True, help="Leave pushed files on the device.")
+@click.option("--max-secs", type=click.FloatRange(min=0.1), default=_DEFAULTS["max_secs"], show_default=True)
+@click.option("--keep", is_flag=True, default=_DEFAULTS["keep"], help="Leave pushed files on the device.")
 @json_option("results")
 @click.option("--csv", "csv_path", type=click.Path(), help="Also write results as CSV.")
-@click.option("--out", "out_path", type=click.Path(), help="Also write results (with per-run latencies) as JSON.")
+@out_option("out_path", "Also write results (with per-run latencies) as JSON to this file.")
 @quiet_option
 def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_json, csv_path, out_path, quiet):
     """Measure MODELS (.tflite) on each --device; exit 1 if any job failed.
@@ -62,7 +69,6 @@ def bench(models, devices, threads, runs, warmup, min_secs, max_secs, keep, as_j
         edgeopt bench out/model.float32.tflite out/model.int8.tflite \\
             --device local --device rpi4 --threads 4 --runs 100 --out results.json
     """
-    from edgeopt.bench.harness import benchmark
     from edgeopt.bench.result import write_csv, write_json
 
     _check_output_file(out_path, "--out")

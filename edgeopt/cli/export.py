@@ -6,8 +6,8 @@ import inspect
 
 import click
 
-from edgeopt.cli._options import unsafe_option
-from edgeopt.cli._output import echo_json, fmt_bytes, fmt_pct, progress_printer, table
+from edgeopt.cli._options import json_option, out_option, quiet_option, unsafe_option
+from edgeopt.cli._output import auto_summary, echo_json, fmt_bytes, fmt_pct, progress_printer, table
 from edgeopt.convert.exporter import export_tflite
 from edgeopt.convert.precision import IODtype, Precision
 from edgeopt.errors import ConversionError
@@ -28,9 +28,8 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(export_tflite).par
 @click.option("--io-dtype", type=click.Choice([d.value for d in IODtype]), default=str(_DEFAULTS["io_dtype"]),
               show_default=True, help="Input/output type of int8 models.")
 @click.option("--max-accuracy-drop", type=float, default=_DEFAULTS["max_accuracy_drop"],
-              help="Reject (exit 1, keep as *.rejected) beyond this many points.")
-@click.option("-o", "--output", default=str(_DEFAULTS["output_dir"]), show_default=True, type=click.Path(),
-              help="Output directory.")
+              help="Reject (exit 1, keep as *.rejected) beyond this many points; -p auto's budget.")
+@out_option("output", "Output directory.", default=str(_DEFAULTS["output_dir"]), show_default=True)
 @click.option("--name", help="Stem of the output files (default: model file stem).")
 @click.option("--scale", type=float, default=_DEFAULTS["scale"], show_default=True,
               help="Images become (pixel - mean) / scale.")
@@ -41,21 +40,23 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(export_tflite).par
               "the files then need the Flex delegate.")
 @click.option("--timeout-s", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS["timeout_s"],
               show_default=True, help="A precision taking longer to convert and validate fails.")
-@click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@json_option("the export report")
+@quiet_option
 def export(model, precisions, calibration_data, calibration_samples, eval_data, io_dtype, max_accuracy_drop,
            output, name, scale, mean, unsafe, select_tf_ops, timeout_s, as_json, quiet):
     """Export MODEL (.keras, .h5 or SavedModel dir) to TFLite at one or more precisions.
 
-    Writes <name>.<precision>.tflite per precision and export_report.json to --output.
+    Writes <name>.<precision>.tflite per precision and export_report.json to --out.
     A precision that fails (even by crashing the converter) is reported; the others
     are still written.
 
     \b
     Example:
         edgeopt export model.keras -p float32 -p float16 -p int8 \\
-            --calibration-data calib.npz --eval-data test.npz --output out/
+            --calibration-data calib.npz --eval-data test.npz --out out/
         edgeopt export lstm.keras -p float32 --select-tf-ops
+        edgeopt export model.keras -p auto --max-accuracy-drop 1.0 \\
+            --calibration-data calib.npz --eval-data test.npz
     """
     import warnings
 
@@ -96,6 +97,9 @@ def _show(report, as_json: bool) -> None:
                    f"on {report.reference['samples']} samples")
     if report.select_tf_ops:
         click.echo("Select TF ops allowed (--select-tf-ops): files with Flex ops need the Flex delegate.")
+    for e in report.entries:
+        if "choices" in e.settings:
+            click.echo(auto_summary(e.settings))
     for line in report.warnings:
         click.echo(f"Warning: {line}")
     click.echo(f"Report: {report.path}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from edgeopt.cli._options import device_option, json_option, quiet_option, unsafe_option
+from edgeopt.cli._options import device_option, json_option, out_option, quiet_option, unsafe_option
 from edgeopt.cli._output import echo_json, progress_printer, table
 
 
 @click.command()
 @click.argument("recipe", type=click.Path())
-@click.option("--out", "out_dir", type=click.Path(), help="Run directory (default: runs/<recipe>-<timestamp>).")
+@out_option("out_dir", "Run directory (default: runs/<recipe>-<timestamp>).")
 @click.option("--resume", type=click.Path(), help="Resume this run directory: unchanged stages are skipped.")
 @device_option("Device profile; replaces the recipe's devices.")
 @click.option("--variants", help="Comma-separated variant names to run (default: all).")

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import click
 
-from edgeopt.cli._options import unsafe_option
+from edgeopt.cli._options import json_option, out_option, quiet_option, unsafe_option
 from edgeopt.cli._output import echo_json, progress_printer, table
 
 
@@ -18,15 +18,15 @@ class _Interrupted(click.ClickException):
 @click.argument("recipe", type=click.Path())
 @click.option("--trials", type=int, required=True,
               help="The study's total trials; a rerun with a larger N continues up to N.")
-@click.option("--out", "out_dir", type=click.Path(), required=True,
-              help="Search directory (the study, every trial, the report, best.tflite); an earlier one continues.")
+@out_option("out_dir", "Search directory (the study, every trial, the report, best.tflite); an earlier one continues.",
+            required=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes on this machine.")
 @click.option("--storage", default=None, help="Optuna storage URL shared by workers on many machines, e.g. "
                                 "postgresql://user@host/db (default: sqlite in --out).")
 @click.option("--timeout-s", type=float, default=None, help="Start no new trial after this many seconds.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@quiet_option
 @unsafe_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("the result")
 def search(recipe, trials, out_dir, workers, storage, timeout_s, quiet, unsafe, as_json):
     """Search RECIPE's `search.space` for the smallest model within its `search.budget`.
 

@@ -60,14 +60,7 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
     Raises:
         ConfigError: bad arguments, nothing to cluster, or a model that cannot be copied.
     """
-    if not is_integer(clusters) or clusters < 2:
-        raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={clusters!r}. "
-                          "16 clusters (4-bit indices) is a common start.")
-    clusters = int(clusters)
-    if preserve_sparsity and clusters < 3:
-        raise ConfigError(f"preserve_sparsity needs clusters >= 3: zero is one of them. Received: clusters={clusters}. "
-                          "Use clusters=3 or more, or preserve_sparsity=False.")
-    init = parse_init(init)
+    clusters, init = check_clustering_arguments(clusters, init, preserve_sparsity)
     flavour = _keras.flavour_of(model)
     selection = dict(layer_types=layer_types, include=include, exclude=exclude, min_params=min_params,
                      what="clustering")
@@ -78,6 +71,25 @@ def cluster_weights(model: Any, clusters: int = 16, *, init: str = "kmeans++", p
         projection.cluster_targets(targets, clusters, init, preserve_sparsity)
         return clone
     return _tf_keras_cluster(clone, targets, clusters, init, preserve_sparsity)
+
+
+def check_clustering_arguments(clusters: Any, init: Any, preserve_sparsity: Any) -> tuple[int, CentroidInit]:
+    """`cluster_weights`'s checks that need no model (recipes validate steps with them).
+
+    Returns:
+        `clusters` as an `int` and `init` as a `CentroidInit`.
+
+    Raises:
+        ConfigError: naming the argument and its value.
+    """
+    if not is_integer(clusters) or clusters < 2:
+        raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={clusters!r}. "
+                          "16 clusters (4-bit indices) is a common start.")
+    clusters = int(clusters)
+    if preserve_sparsity and clusters < 3:
+        raise ConfigError(f"preserve_sparsity needs clusters >= 3: zero is one of them. Received: clusters={clusters}. "
+                          "Use clusters=3 or more, or preserve_sparsity=False.")
+    return clusters, parse_init(init)
 
 
 def _targets(model: Any, clusters: int, selection: dict, warn: bool = False) -> list:

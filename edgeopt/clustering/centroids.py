@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeopt._checks import parse_choice
 from edgeopt._compat import StrEnum
-from edgeopt.errors import ConfigError
 
 KMEANS_SEED = 9  # tfmot's
 DENSITY_GRID_POINTS = 30  # tfmot's
@@ -35,11 +35,7 @@ class CentroidInit(StrEnum):
 
 
 def parse_init(init: str) -> CentroidInit:
-    try:
-        return CentroidInit(init)
-    except ValueError:
-        raise ConfigError(f"Unknown centroid init. Received: init={init!r}. "
-                          f"Use one of: {', '.join(i.value for i in CentroidInit)}.") from None
+    return parse_choice(CentroidInit, init, argument="init", what="centroid init")
 
 
 def init_centroids(values: np.ndarray, clusters: int, init: CentroidInit, *,

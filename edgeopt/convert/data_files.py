@@ -9,13 +9,13 @@ traceback.
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from edgeopt._callables import resolve_callable
 from edgeopt.convert.signature import InputInfo
 from edgeopt.errors import ConfigError
 
@@ -87,21 +87,8 @@ def _by_key(found: dict[str, np.ndarray]):
 
 
 def import_callable(spec: str, what: str) -> Callable:
-    module_name, _, attr = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"Cannot import module {module_name!r} for the {what}. Received: {spec!r} ({exc}). "
-            "Check the module is importable (on PYTHONPATH) and spelled package.module:function."
-        ) from exc
-    try:
-        fn = getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(
-            f"Module {module_name!r} has no attribute {attr!r}. Received: {spec!r}. "
-            "Name a function defined in that module."
-        ) from None
+    """`package.module:function` -> the function (resolved by `edgeopt._callables`), for the `what`."""
+    fn = resolve_callable(spec, f"The {what}")
     if not callable(fn):
         raise ConfigError(f"{spec!r} is not callable. Received: {type(fn).__name__}. Name a function.")
     return fn

@@ -39,6 +39,7 @@ def convert_saved_model(
     io_dtype: IODtype = IODtype.INT8,
     learned_ranges: bool = False,
     select_tf_ops: bool = False,
+    sparsity: bool = False,
 ) -> tuple[bytes, dict]:
     """Converts a SavedModel with `tf.lite.TFLiteConverter`; returns bytes and settings.
 
@@ -58,6 +59,9 @@ def convert_saved_model(
         select_tf_ops: allow TensorFlow ops the TFLite builtins lack (Flex; the .tflite
             then needs the Flex delegate) and keep TensorList ops as they are.
             Defaults to `False`.
+        sparsity: float32 only: store mostly-zero weights sparse behind DENSIFY ops
+            (`Optimize.EXPERIMENTAL_SPARSITY`, for XNNPACK's sparse kernels; see
+            `edgeopt.convert.sparse`). Defaults to `False`.
     """
     import tensorflow as tf
 
@@ -66,6 +70,9 @@ def convert_saved_model(
     if precision is not Precision.FLOAT32:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         settings["optimizations"] = ["DEFAULT"]
+    elif sparsity:
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+        settings["optimizations"] = ["EXPERIMENTAL_SPARSITY"]
     if precision is Precision.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
         settings["supported_types"] = ["float16"]

@@ -26,6 +26,7 @@ from edgeopt._files import atomic_write_bytes, atomic_write_json, ensure_writabl
 from edgeopt._versions import versions
 from edgeopt.convert import isolation
 from edgeopt.convert.arguments import validate_export_args
+from edgeopt.convert.auto_latency import auto_latency
 from edgeopt.convert.calibration import Dataset, load_dataset
 from edgeopt.convert.inspect import inspect_tflite
 from edgeopt.convert.job import Job
@@ -74,8 +75,10 @@ def export_tflite(
         model: a Keras 3 or tf_keras model (functional, Sequential, or subclassed and
             called once), or a path to a `.keras`/`.h5` file or a SavedModel
             directory. It is not modified.
-        precisions: any of `float32`, `float16`, `dynamic`, `int8`, `int16x8`, `int4`.
-            Defaults to `("float32",)`.
+        precisions: any of `float32`, `float16`, `dynamic`, `int8`, `int16x8`, `int4`,
+            `auto` (per op the smallest of int4 / int8 / int16x8 / float32 within
+            `max_accuracy_drop`, see `edgeopt.convert.auto_precision`; needs
+            calibration and labelled eval data). Defaults to `("float32",)`.
         output_dir: where `<name>.<precision>.tflite` and `export_report.json` go.
             Defaults to `"."`.
         calibration_data: representative samples for `int8`/`int16x8`: an array, an
@@ -93,7 +96,7 @@ def export_tflite(
         max_accuracy_drop: reject a file whose accuracy (on any output) is more than
             this many points below the float model's (needs labelled `eval_data`); it
             is kept as `<file>.rejected` and `AccuracyGateError` is raised after all
-            precisions ran. Defaults to `None`.
+            precisions ran. It is also `auto`'s budget. Defaults to `None`.
         name: stem of the output files. Defaults to the model's name or file stem.
         scale: image directories become `(pixel - mean) / scale`. Defaults to `255.0`.
         mean: see `scale`. Defaults to `0.0`.
@@ -135,9 +138,8 @@ class _Exporter:
         self.say: Progress = progress or (lambda line: None)
         self.precisions = parse_precisions(precisions)
         self.io_dtype = validate_export_args(calibration_samples=calibration_samples, io_dtype=io_dtype,
-                                             max_accuracy_drop=max_accuracy_drop)
-        if not timeout_s or timeout_s <= 0:
-            raise ConfigError(f"timeout_s must be a positive number of seconds. Received: timeout_s={timeout_s!r}.")
+                                             max_accuracy_drop=max_accuracy_drop, select_tf_ops=select_tf_ops,
+                                             timeout_s=timeout_s, precisions=self.precisions)
         if name is not None:
             _check_stem(name)
         self.max_accuracy_drop, self.select_tf_ops, self.timeout_s = max_accuracy_drop, bool(select_tf_ops), timeout_s
@@ -216,7 +218,16 @@ class _Exporter:
                   inputs=[i.name for i in self.source.inputs], outputs=list(self.source.output_names),
                   batch_size=self.source.batch_size, io_dtype=str(self.io_dtype),
                   quantization_aware=self.source.quantization_aware, select_tf_ops=self.select_tf_ops,
-                  output_kinds=[lab.kind for lab in self.labels] or None, directory=str(tmp))
+                  output_kinds=[lab.kind for lab in self.labels] or None, directory=str(tmp),
+                  max_accuracy_drop=self.max_accuracy_drop)
+        if Precision.AUTO in self.precisions:
+            if not any(lab.y is not None and lab.kind != "values" for lab in self.labels):
+                raise ConfigError("precision auto needs class labels to measure accuracy on. Received: eval labels "
+                                  f"that give no accuracy ({', '.join(lab.kind for lab in self.labels)} outputs). "
+                                  "Pass class indices as y, or use a uniform precision.")
+            job.write_samples("reference", self.reference)
+            job.write_labels(self.labels)
+            job.has_reference = True
         check = self._check_samples()
         for kind, arrays in (("calibration", self.calibration and self.calibration.inputs),
                              ("eval", self.evaluation and self.evaluation.inputs), ("check", check)):
@@ -268,10 +279,17 @@ class _Exporter:
                 entry.status = "rejected"
                 path = path.with_name(path.name + ".rejected")
         if precision is Precision.INT4 and problem:
-            entry.warning = (f"int4 is far from the float model ({problem}); int4 has no converter fallback. "
-                             "Check its accuracy on real data before shipping it, or use dynamic or int8.")
+            entry.warning = (f"int4 is far from the float model ({problem}), even after the per-op fallback. "
+                             "Check its accuracy on real data before shipping it, or use dynamic, int8 or auto.")
+        elif precision is Precision.INT4 and settings.get("fallback_reason"):
+            fallback = settings.get("per_op_fallback")
+            entry.warning = (f"int4 fell back ({settings['fallback_reason']}): "
+                             + (", ".join(f"op {f['index']} at {f['precision']}" for f in fallback) + ", int4 elsewhere"
+                                if fallback else str(settings.get("weights"))) + ".")
         atomic_write_bytes(path, data)
         entry.path = str(path)
+        if precision is Precision.AUTO:
+            entry.settings["latency"] = auto_latency(path, job.model_path("auto.int8"), self.stem)
         self.say(f"{name}: {info.size_bytes} bytes -> {path}" + (" (REJECTED)" if entry.status == "rejected" else ""))
         if entry.warning:
             self.say(f"{name}: WARNING: {entry.warning}")
@@ -331,7 +349,7 @@ def _check_stem(stem: Any) -> str:
     if not text or text in (".", "..") or any(c in text for c in ("/", "\\", "\0", os.sep)):
         raise ConfigError(
             "The output name must be a plain file stem, without directories. "
-            f"Received: name={text!r}. Pass a name like 'model' (use --output to choose the directory)."
+            f"Received: name={text!r}. Pass a name like 'model' (use --out to choose the directory)."
         )
     return text
 

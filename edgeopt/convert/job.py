@@ -37,7 +37,9 @@ class Job:
         select_tf_ops: allow Select TF (Flex) ops.
         output_kinds: what each output is (see `edgeopt.convert.validate`), when the
             eval labels told; else None and the kinds follow the output shapes.
-        has_calibration, has_eval, has_check: which sample files exist.
+        max_accuracy_drop: the accuracy budget in points (for `auto`), or None.
+        has_calibration, has_eval, has_check, has_reference: which sample files exist
+            (`reference`: the Keras model's outputs on the eval samples, for `auto`).
     """
 
     saved_model: str
@@ -49,9 +51,11 @@ class Job:
     quantization_aware: bool = False
     select_tf_ops: bool = False
     output_kinds: list[str] | None = None
+    max_accuracy_drop: float | None = None
     has_calibration: bool = False
     has_eval: bool = False
     has_check: bool = False
+    has_reference: bool = False
     directory: str = field(default="", compare=False)
 
     @property
@@ -77,6 +81,25 @@ class Job:
             return None
         with np.load(path, allow_pickle=False) as archive:
             return [archive[str(i)] for i in range(len(archive.files))]
+
+    def write_labels(self, labels) -> None:
+        """The eval labels of each output (`Labels`; those without labels are left out)."""
+        np.savez(self.dir / "labels.npz", **{str(i): lab.y for i, lab in enumerate(labels) if lab.y is not None})
+
+    def read_labels(self):
+        """One `Labels` per output (kinds from `output_kinds`), or None when none were written."""
+        from edgeopt.convert.validate import Labels
+
+        path = self.dir / "labels.npz"
+        if not path.is_file() or not self.output_kinds:
+            return None
+        with np.load(path, allow_pickle=False) as archive:
+            return [Labels(kind, archive[str(i)] if str(i) in archive.files else None)
+                    for i, kind in enumerate(self.output_kinds)]
+
+    def write_extra(self, name: str, data: bytes) -> None:
+        """A .tflite made on the side (e.g. `auto.int8`, the baseline of auto's latency)."""
+        _write_bytes(self.model_path(name), data)
 
     def result_path(self, precision: str) -> Path:
         return self.dir / f"{precision}.json"

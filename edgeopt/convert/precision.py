@@ -18,10 +18,11 @@ class Precision(StrEnum):
     INT8 = "int8"  # full integer: int8 weights and activations (needs calibration)
     INT16X8 = "int16x8"  # int16 activations, int8 weights (needs calibration)
     INT4 = "int4"  # 4-bit weight-only, through ai-edge-quantizer
+    AUTO = "auto"  # per-op mix of int4/int8/int16x8/float32 within max_accuracy_drop (edgeopt.convert.auto_precision)
 
     @property
     def needs_calibration(self) -> bool:
-        return self in (Precision.INT8, Precision.INT16X8)
+        return self in (Precision.INT8, Precision.INT16X8, Precision.AUTO)
 
 
 class IODtype(StrEnum):

@@ -74,10 +74,6 @@ class ModelSource(ABC):
         return False
 
 
-# Layer classes that carry learned quantization ranges (tfmot's and edgeopt's own).
-QAT_LAYER_CLASSES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer", "FakeQuant")
-
-
 def _batches(inputs: list[np.ndarray], batch: int | None):
     """Chunks of the inputs for a model run: of the fixed batch size (the last padded), else of 64."""
     padded, count = pad_to_batch(inputs, batch)
@@ -116,9 +112,9 @@ class KerasSource(ModelSource):
 
     @property
     def quantization_aware(self) -> bool:
-        from edgeopt._layers import iter_layers
+        from edgeopt.qat.api import is_quantization_aware
 
-        return any(type(layer).__name__.startswith(QAT_LAYER_CLASSES) for layer in iter_layers(self.model))
+        return is_quantization_aware(self.model)
 
     def _keras_output_names(self) -> list[str] | None:
         try:

@@ -89,6 +89,24 @@ DEFAULT_TEMPERATURE = 2.0
 DEFAULT_ALPHA = 0.7
 
 
+def check_distill_arguments(temperature: Any, alpha: Any, features: Any) -> None:
+    """`Distiller`'s checks that need no model (recipes validate steps with them).
+
+    Raises:
+        ConfigError: naming the argument and its value.
+    """
+    if not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ConfigError(f"temperature must be > 0. Received: temperature={temperature!r}. Try 2 to 8.")
+    if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}. "
+                          f"It weighs the hard-label loss; the default is {DEFAULT_ALPHA}.")
+    pairs = isinstance(features, (list, tuple)) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in features)
+    if not pairs:
+        raise ConfigError(f"features must be a list of (teacher_layer, student_layer) name pairs. Received: "
+                          f"features={features!r}. Pass e.g. [('dense', 'dense_1')], or () for none.")
+
+
 class Distiller(abc.ABC):
     """A model that trains `student` to match `teacher` (Hinton et al., 2015).
 
@@ -131,11 +149,7 @@ class Distiller(abc.ABC):
         if _keras.flavour_of(teacher) is not flavour:
             raise ConfigError(f"Teacher and student must be the same Keras. Received: teacher "
                               f"{_keras.flavour_of(teacher)}, student {flavour}. Rebuild one of them.")
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ConfigError(f"temperature must be > 0. Received: temperature={temperature!r}. Try 2 to 8.")
-        if not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1]. Received: alpha={alpha!r}. "
-                              f"It weighs the hard-label loss; the default is {DEFAULT_ALPHA}.")
+        check_distill_arguments(temperature, alpha, features)
         (t_in, t_out), (s_in, s_out) = _io_shapes("teacher", teacher), _io_shapes("student", student)
         subclassed = t_in is None or s_in is None
         if subclassed:  # compare what both give on one sample

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeopt import _cloning, _keras
+from edgeopt._checks import is_real
 from edgeopt._layers import select_layers
 from edgeopt.errors import ConfigError
 
@@ -75,6 +76,18 @@ def _is_pointwise(layer: Any, kind: str) -> bool:
         and config.get("groups", 1) == 1 and config.get("data_format", "channels_last") == "channels_last"
 
 
+def check_factorize_arguments(rank: Any, energy: Any) -> None:
+    """`factorize`'s checks that need no model (recipes validate steps with them).
+
+    Raises:
+        ConfigError: naming the argument and its value.
+    """
+    if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0):
+        raise ConfigError(f"rank must be a positive integer. Received: rank={rank!r}.")
+    if not is_real(energy) or not 0 < energy <= 1:
+        raise ConfigError(f"energy must be in (0, 1]. Received: energy={energy!r}.")
+
+
 def factorize(model: Any, *, rank: int | None = None, energy: float = 0.9, include: Sequence[str] | None = None,
               exclude: Sequence[str] = (), min_params: int = 0, return_plan: bool = False) -> Any:
     """Returns a new model with selected Dense / 1×1 Conv2D layers factorized by SVD.
@@ -103,10 +116,7 @@ def factorize(model: Any, *, rank: int | None = None, energy: float = 0.9, inclu
     Raises:
         ConfigError: bad arguments, nothing to factorize, or a model that cannot be rebuilt.
     """
-    if rank is not None and (not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0):
-        raise ConfigError(f"rank must be a positive integer. Received: rank={rank!r}.")
-    if not 0 < energy <= 1:
-        raise ConfigError(f"energy must be in (0, 1]. Received: energy={energy!r}.")
+    check_factorize_arguments(rank, energy)
     flavour = _keras.flavour_of(model)
     k = _keras.keras_module(flavour)
     _cloning.require_graph_model(model, "factorize")

@@ -19,13 +19,14 @@ profiles — and each error names the file, the key and the value.
     bench: {devices: [local], threads: 1, runs: 50, warmup: 5, min_secs: 1.0}
 
 Section defaults are those of the public callables (`export_tflite`, `bench`), read
-from their signatures, and values are checked by the same functions they use.
+from their signatures, and values are checked by the same functions they use; each
+step is the public callable of its name in `edgeopt.pipeline.steps.STEPS`, checked the
+same way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,24 +35,14 @@ from typing import Any
 from edgeopt._callables import resolve_callable  # noqa: F401 - recipe users import it from here
 from edgeopt._yaml import read_yaml
 from edgeopt.errors import ConfigError
-from edgeopt.pipeline._checks import check_keys as _check_keys, mapping as _mapping
+from edgeopt.pipeline._checks import check_call, check_keys as _check_keys, mapping as _mapping, model_spec
 from edgeopt.pipeline._checks import path_string as _path_string, positive as _positive, where as _where
 from edgeopt.pipeline.layout import recipe_name_problem, safe_recipe_name, variant_name_problem
 from edgeopt.pipeline.sections import check_device_names  # noqa: F401 - part of this module's API
 from edgeopt.pipeline.sections import parse_bench as _bench, parse_export as _export, precisions as _precisions
 from edgeopt.pipeline.sections import parse_search as _search
+from edgeopt.pipeline.steps import STEPS, parse_step
 
-# Technique name -> the keys its step accepts (the public API's arguments, plus `epochs`).
-TECHNIQUES: dict[str, set[str]] = {
-    "pruning": {"schedule", "frequency", "granularity", "scope", "layer_types", "include", "exclude", "min_params",
-                "epochs", "distill"},
-    "clustering": {"clusters", "init", "preserve_sparsity", "layer_types", "include", "exclude", "min_params",
-                   "epochs"},
-    "lowrank": {"rank", "energy", "include", "exclude", "min_params", "epochs"},
-    "qat": {"layers", "layer_types", "skip", "preserve", "epochs", "learning_rate"},
-    "distill": {"student", "temperature", "alpha", "features", "epochs"},
-}
-SCHEDULES = {"constant_sparsity": "ConstantSparsity", "polynomial_decay": "PolynomialDecay"}
 # What may not follow what: (earlier, later) -> why.
 FORBIDDEN = {
     ("qat", "pruning"): "QAT fixes the quantization ranges; prune first, then QAT with preserve: sparsity",
@@ -62,7 +53,14 @@ FORBIDDEN = {
     ("pruning", "lowrank"): "factorizing rewrites the kernels and loses the zeros; factorize first, then prune",
     ("clustering", "pruning"): "pruning after clustering breaks the shared values; prune first",
     ("clustering", "lowrank"): "factorizing loses the clusters; factorize first",
+    ("pruning", "channel_pruning"): "removing channels rebuilds the layers and loses the pruned zeros; remove "
+                                    "channels first, then prune what is left",
+    ("clustering", "channel_pruning"): "removing channels after clustering breaks the shared values; remove "
+                                       "channels first",
+    ("qat", "channel_pruning"): "QAT fixes the quantization ranges; remove channels first, then QAT",
 }
+# train.optimizer -> the Keras optimizer class it names (in either Keras).
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
 SECTIONS = {"name", "description", "model", "data", "train", "variants", "export", "bench", "search"}
 
 
@@ -114,7 +112,7 @@ def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = Tr
     else:
         name = safe_recipe_name(Path(path).stem) if path else "recipe"
     recipe = Recipe(name=name, path=path, description=str(data.get("description", "")))
-    recipe.model = _model(_mapping(data.get("model"), path, "model"), path)
+    recipe.model = model_spec(data.get("model"), path, "model")
     recipe.data = _data(data.get("data"), path) if "data" in data else None
     recipe.train = _train(data.get("train"), path) if "train" in data else None
     recipe.variants = _variants(data.get("variants"), path, recipe)
@@ -141,37 +139,6 @@ def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = Tr
     return recipe
 
 
-def _model(model: dict, path) -> dict:
-    _check_keys(model, {"builder", "kwargs", "path"}, path, "model")
-    if ("builder" in model) == ("path" in model):
-        raise ConfigError(f"{_where(path, 'model')} needs exactly one of 'builder' or 'path'. Received: {model!r}.")
-    kwargs = _mapping(model.get("kwargs"), path, "model", "kwargs")
-    if "builder" in model:
-        builder = resolve_callable(model["builder"], _where(path, "model", "builder"))
-        if not callable(builder):
-            raise ConfigError(f"{_where(path, 'model', 'builder')} is not callable. Received: {model['builder']!r}.")
-        _check_call(builder, kwargs, _where(path, "model", "kwargs"), model["builder"])
-    elif not Path(_path_string(model["path"], path, "model", "path")).exists():
-        raise ConfigError(f"{_where(path, 'model', 'path')}: no such model file. Received: {model['path']!r}.")
-    elif kwargs:
-        raise ConfigError(f"{_where(path, 'model', 'kwargs')} are for a builder; a model file takes none. "
-                          f"Received: {kwargs!r}. Drop kwargs, or use builder.")
-    return {"builder": model.get("builder"), "path": model.get("path"), "kwargs": kwargs}
-
-
-def _check_call(function, kwargs: dict, where: str, spec: str) -> None:
-    """`function(**kwargs)` would bind: the names and count of the arguments fit its signature."""
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):  # a builtin without a signature: it checks when called
-        return
-    try:
-        signature.bind(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where} do not fit {spec}: {exc}. Received: {sorted(map(str, kwargs))}. "
-                          "Check the argument names.") from None
-
-
 def _data(data, path) -> dict:
     if data == "digits":
         data = {"source": "digits"}
@@ -182,13 +149,13 @@ def _data(data, path) -> dict:
     if source == "digits":
         from edgeopt.datasets import load_digits_splits
 
-        _check_call(load_digits_splits, kwargs, _where(path, "data", "kwargs"), "load_digits_splits")
+        check_call(load_digits_splits, kwargs, _where(path, "data", "kwargs"), "load_digits_splits")
         return {"source": "digits", "kwargs": kwargs}
     if source == "loader":
         loader = resolve_callable(data.get("loader"), _where(path, "data", "loader"))
         if not callable(loader):
             raise ConfigError(f"{_where(path, 'data', 'loader')} is not callable. Received: {data['loader']!r}.")
-        _check_call(loader, kwargs, _where(path, "data", "kwargs"), data["loader"])
+        check_call(loader, kwargs, _where(path, "data", "kwargs"), data["loader"])
         return {"source": "loader", "loader": data["loader"], "kwargs": kwargs}
     if source == "npz":
         for split in ("train", "test"):
@@ -220,9 +187,9 @@ def _train(train, path) -> dict:
     if not isinstance(out["metrics"], list) or not all(isinstance(m, str) and m for m in out["metrics"]):
         raise ConfigError(f"{_where(path, 'train', 'metrics')} must be a list of Keras metric names. "
                           f"Received: {out['metrics']!r}.")
-    if out["optimizer"] not in ("adam", "sgd", "rmsprop", "adamw"):
+    if not isinstance(out["optimizer"], str) or out["optimizer"] not in OPTIMIZERS:
         raise ConfigError(f"{_where(path, 'train', 'optimizer')} is unknown. Received: {out['optimizer']!r}. "
-                          "Use adam, adamw, sgd or rmsprop.")
+                          f"Use one of: {', '.join(OPTIMIZERS)}.")
     return out
 
 
@@ -246,7 +213,7 @@ def _variants(variants, path, recipe: Recipe) -> list[dict]:
         steps = variant.get("steps") or []
         if not isinstance(steps, list):
             raise ConfigError(f"{_where(path, 'variants', name, 'steps')} must be a list. Received: {steps!r}.")
-        parsed = [_step(step, path, name, j, recipe) for j, step in enumerate(steps)]
+        parsed = [_step(step, path, name, j) for j, step in enumerate(steps)]
         kinds = [kind for kind, _ in parsed]
         for a in range(len(kinds)):
             for b in range(a + 1, len(kinds)):
@@ -260,57 +227,13 @@ def _variants(variants, path, recipe: Recipe) -> list[dict]:
     return out
 
 
-def _step(step, path, variant, index, recipe) -> tuple[str, dict]:
+def _step(step, path, variant, index) -> tuple[str, dict]:
     step = _mapping(step, path, "variants", variant, "steps", index)
     if len(step) != 1:
         raise ConfigError(f"{_where(path, 'variants', variant, 'steps', index)} must name one technique. "
-                          f"Received: {sorted(step)}. Use one of: {', '.join(TECHNIQUES)}.")
+                          f"Received: {sorted(step, key=str)}. Use one of: {', '.join(STEPS)}.")
     ((kind, settings),) = step.items()
-    if kind not in TECHNIQUES:
+    if kind not in STEPS:
         raise ConfigError(f"Unknown technique in {_where(path, 'variants', variant, 'steps', index)}. "
-                          f"Received: {kind!r}. Use one of: {', '.join(TECHNIQUES)}.")
-    settings = _mapping(settings, path, "variants", variant, kind)
-    _check_keys(settings, TECHNIQUES[kind], path, "variants", variant, kind)
-    settings = dict(settings)
-    settings.setdefault("epochs", 3)
-    _positive(settings["epochs"], int, path, "variants", variant, kind, "epochs")
-    if kind == "pruning":
-        schedule = _mapping(settings.get("schedule"), path, "variants", variant, "pruning", "schedule")
-        if len(schedule) != 1 or next(iter(schedule)) not in SCHEDULES:
-            raise ConfigError(f"{_where(path, 'variants', variant, 'pruning', 'schedule')} must be one of "
-                              f"{sorted(SCHEDULES)}. Received: {schedule!r}.")
-    if kind == "distill":
-        student = _mapping(settings.get("student"), path, "variants", variant, "distill", "student")
-        if not student:
-            raise ConfigError(f"{_where(path, 'variants', variant, 'distill', 'student')} is required. "
-                              "Received: nothing. Give student: {builder: package.module:function, kwargs: {...}}.")
-        settings["student"] = _model(student, path)
-    _dry_build(kind, settings, path, variant)
-    return kind, settings
-
-
-def _dry_build(kind, settings, path, variant) -> None:
-    """Builds the technique's configuration objects now, so bad values fail before training."""
-    from edgeopt.pruning import Pruning, schedule as schedules
-
-    where = _where(path, "variants", variant, kind)
-    try:
-        if kind == "pruning":
-            ((name, args),) = settings["schedule"].items()
-            schedule = getattr(schedules, SCHEDULES[name])(**_mapping(args, path, "variants", variant, "schedule"))
-            Pruning(schedule, **{k: v for k, v in settings.items() if k not in ("schedule", "epochs", "distill")})
-            if not isinstance(settings.get("distill", True), bool):
-                raise ConfigError(f"distill must be true or false. Received: distill={settings['distill']!r}.")
-        elif kind == "clustering" and (not isinstance(settings.get("clusters", 16), int) or settings.get("clusters", 16) < 2):
-            raise ConfigError(f"clusters must be an integer >= 2. Received: clusters={settings.get('clusters')!r}.")
-        elif kind == "distill":
-            if not 0 <= settings.get("alpha", 0.1) <= 1 or settings.get("temperature", 4.0) <= 0:
-                raise ConfigError(f"needs temperature > 0 and alpha in [0, 1]. Received: "
-                                  f"temperature={settings.get('temperature')!r}, alpha={settings.get('alpha')!r}.")
-        elif kind == "qat" and settings.get("preserve") not in (None, "sparsity", "clusters"):
-            raise ConfigError(f"Unknown preserve mode. Received: preserve={settings.get('preserve')!r}. "
-                              "Use sparsity or clusters.")
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}. Check the argument names.") from None
+                          f"Received: {kind!r}. Use one of: {', '.join(STEPS)}.")
+    return kind, parse_step(kind, settings, path, variant)

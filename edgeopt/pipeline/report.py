@@ -8,13 +8,14 @@ better on one of them.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edgeopt._files import atomic_write_bytes, atomic_write_text
+from edgeopt._files import atomic_write_text
+from edgeopt._reporting import embedded_png, fmt as _fmt, html_table, markdown_table as _markdown_table, pyplot
+from edgeopt._reporting import save_figure
 from edgeopt.pipeline.readers import load_bench_results, load_export_report, load_manifest
 
 
@@ -25,8 +26,8 @@ class Row:
     device: str | None
     accuracy: float | None
     accuracy_drop_points: float | None
-    size_bytes: int
-    gzip_size_bytes: int
+    size_bytes: int | None  # None for a precision that failed to convert
+    gzip_size_bytes: int | None
     compression: float | None
     p50_ms: float | None
     p90_ms: float | None
@@ -48,6 +49,10 @@ def collect_rows(run_dir: str | Path) -> list[Row]:
         bench_path = run_dir / name / "bench.json"
         bench = load_bench_results(bench_path) if bench_path.is_file() else []
         for entry in export["entries"]:
+            if entry.get("status") == "failed":  # shown, so a precision never silently disappears
+                raw.append(dict(variant=name, precision=entry["precision"], device=None, accuracy=None,
+                                size_bytes=None, gzip_size_bytes=None, p50_ms=None, p90_ms=None, status="failed"))
+                continue
             if not entry.get("size_bytes"):
                 continue
             accuracy = (entry.get("validation") or {}).get("accuracy")
@@ -68,7 +73,7 @@ def collect_rows(run_dir: str | Path) -> list[Row]:
         if ref and ref["accuracy"] is not None and r["accuracy"] is not None:
             drop = round(100 * (ref["accuracy"] - r["accuracy"]), 2)
         rows.append(Row(**r, accuracy_drop_points=drop,
-                        compression=round(ref["size_bytes"] / r["size_bytes"], 2) if ref else None,
+                        compression=round(ref["size_bytes"] / r["size_bytes"], 2) if ref and r["size_bytes"] else None,
                         speedup=round(ref["p50_ms"] / r["p50_ms"], 2) if ref and ref["p50_ms"] and r["p50_ms"] else None))
     _mark_pareto(rows)
     return rows
@@ -86,8 +91,8 @@ def _mark_pareto(rows: list[Row]) -> None:
         row.pareto = not any(all(a <= b for a, b in zip(key(o), key(row))) and key(o) != key(row) for o in rivals)
 
 
-def _fmt(value, spec):
-    return "–" if value is None else format(value, spec)
+def _kib(size_bytes: int | None) -> str:
+    return "–" if size_bytes is None else f"{size_bytes / 1024:.1f} KiB"
 
 
 HEADERS = ["variant", "precision", "device", "accuracy", "drop (pts)", "size", "gzip", "compression", "p50 ms",
@@ -97,16 +102,14 @@ HEADERS = ["variant", "precision", "device", "accuracy", "drop (pts)", "size", "
 def _cells(row: Row) -> list[str]:
     return [row.variant, row.precision + ("" if row.status == "ok" else f" ({row.status})"), row.device or "–",
             _fmt(row.accuracy and 100 * row.accuracy, ".2f") + ("%" if row.accuracy is not None else ""),
-            _fmt(row.accuracy_drop_points, "+.2f"), f"{row.size_bytes / 1024:.1f} KiB",
-            f"{row.gzip_size_bytes / 1024:.1f} KiB", _fmt(row.compression, ".2f") + ("×" if row.compression else ""),
+            _fmt(row.accuracy_drop_points, "+.2f"), _kib(row.size_bytes), _kib(row.gzip_size_bytes),
+            _fmt(row.compression, ".2f") + ("×" if row.compression else ""),
             _fmt(row.p50_ms, ".3f"), _fmt(row.p90_ms, ".3f"),
             _fmt(row.speedup, ".2f") + ("×" if row.speedup else ""), "★" if row.pareto else ""]
 
 
 def markdown_table(rows: list[Row]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    return _markdown_table(HEADERS, [_cells(r) for r in rows])
 
 
 def plot_pareto(rows: list[Row], path: Path) -> bool:
@@ -114,13 +117,7 @@ def plot_pareto(rows: list[Row], path: Path) -> bool:
     points = [r for r in rows if r.accuracy is not None and r.status == "ok"]
     if not points:
         return False
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     seen, unique = set(), []
     for r in points:  # one marker per variant × precision (devices share size and accuracy)
         if (r.variant, r.precision) not in seen:
@@ -141,11 +138,7 @@ def plot_pareto(rows: list[Row], path: Path) -> bool:
     ax.set_xlabel("gzip size (KiB, log scale)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
     return True
 
 
@@ -193,17 +186,12 @@ def write_report(run_dir: str | Path) -> list[Row]:
         md += ["## Failures", "", *failures, ""]
     md += ["## Stages", "", "| stage | status | seconds |", "|---|---|---|", timing, ""]
     atomic_write_text(run_dir / "report.md", "\n".join(md))
-    image = ""
-    if has_plot:
-        encoded = base64.b64encode((run_dir / "pareto.png").read_bytes()).decode()
-        image = f'<img alt="size vs accuracy" src="data:image/png;base64,{encoded}">'
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    image = embedded_png(run_dir / "pareto.png", "size vs accuracy") if has_plot else ""
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 8px;text-align:right}td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}"
             f"</style></head><body><h1>{html.escape(title)}</h1><p>Status: {html.escape(manifest['status'])}</p>"
-            f"<table><tr>{head}</tr>{body}</table><p>★ = on the Pareto front.</p>{image}"
+            f"{html_table(HEADERS, [_cells(r) for r in rows])}<p>★ = on the Pareto front.</p>{image}"
             + "".join(f"<p>{html.escape(line[2:])}</p>" for line in versus)
             + "".join(f"<p>{html.escape(f)}</p>" for f in failures) + "</body></html>")
     atomic_write_text(run_dir / "report.html", page)

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgeopt import _keras
 from edgeopt._files import atomic_write_json, ensure_writable_dir
-from edgeopt.errors import AccuracyGateError, ConfigError, EdgeoptError
+from edgeopt.errors import ConfigError, ConversionError, EdgeoptError
 from edgeopt.pipeline import techniques
 from edgeopt.pipeline.layout import recipe_name_problem, variant_name_problem
 from edgeopt.pipeline.lock import RunLock
@@ -175,6 +175,10 @@ class _Runner:
         export_hash = hash_inputs(self.recipe.export, precisions, model_sha, self.recipe.data)
         if not self.stage(f"export:{name}", export_hash, lambda: self._export(model_path, vdir, precisions)):
             return
+        # A precision the converter could not make fails the run (exit 1), though the
+        # stage is done: the other files are reported and benchmarked.
+        info = self.manifest.stages[f"export:{name}"].get("info") or {}
+        self.failed += [f"export:{name}:{precision}" for precision in info.get("failed", [])]
         if self.recipe.bench is None:
             return
         files = {k: v for k, v in self.manifest.output_hashes(f"export:{name}").items() if k.endswith(".tflite")}
@@ -215,12 +219,18 @@ class _Runner:
             report = export_tflite(model, precisions, output_dir=vdir, name="model", calibration_data=calibration,
                                    eval_data=evaluation, calibration_samples=export["calibration_samples"],
                                    io_dtype=export["io_dtype"], max_accuracy_drop=export["max_accuracy_drop"],
+                                   select_tf_ops=export["select_tf_ops"], timeout_s=export["timeout_s"],
                                    progress=lambda line: self.say(f"  {line}"))
-        except AccuracyGateError as exc:  # the rejected files are kept and reported, not benchmarked
+        except ConversionError as exc:
+            # Rejected (AccuracyGateError) or failed precisions: the others' files are kept,
+            # reported and benchmarked; only an export that produced nothing fails the stage.
+            if exc.report is None or not any(e.status == "ok" for e in exc.report.entries):
+                raise
             report = exc.report
             self.say(f"  {exc}")
         outputs = [Path(e.path) for e in report.entries if e.path and e.status == "ok"]
-        return outputs + [vdir / REPORT_NAME], {"rejected": [e.precision for e in report.entries if e.status == "rejected"]}
+        info = {status: [e.precision for e in report.entries if e.status == status] for status in ("rejected", "failed")}
+        return outputs + [vdir / REPORT_NAME], info
 
     def _export_data(self, model):
         if self.data is not None:
@@ -258,11 +268,10 @@ def _check_names(recipe: Recipe) -> None:
 def _save(model, directory: Path) -> Path:
     """Saves `directory/model.keras` (or `model.h5` for a tfmot QAT model, whose
     `.keras` files do not load back) through a temporary name."""
-    from edgeopt._layers import iter_layers
+    from edgeopt.qat.api import is_quantization_aware
 
     directory.mkdir(parents=True, exist_ok=True)
-    qat = _keras.flavour_of(model) is _keras.Flavour.TF_KERAS and any(
-        type(layer).__name__.startswith("Quantize") for layer in iter_layers(model))
+    qat = _keras.flavour_of(model) is _keras.Flavour.TF_KERAS and is_quantization_aware(model)
     suffix = ".h5" if qat else ".keras"
     path, tmp = directory / f"model{suffix}", directory / f".model.tmp{suffix}"
     model.save(tmp)

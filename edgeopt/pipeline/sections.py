@@ -39,7 +39,7 @@ def api_defaults(function, names) -> dict[str, Any]:
 
 
 # The arguments of export_tflite a recipe's export section sets; run_recipe passes the rest.
-EXPORT_KEYS = ("precisions", "calibration_samples", "io_dtype", "max_accuracy_drop")
+EXPORT_KEYS = ("precisions", "calibration_samples", "io_dtype", "max_accuracy_drop", "select_tf_ops", "timeout_s")
 # The arguments of bench (the harness function) that are not a recipe's business.
 BENCH_EXCLUDED = ("models", "progress")
 
@@ -61,7 +61,7 @@ def parse_export(export, path) -> dict:
     out = {**api_defaults(export_tflite, EXPORT_KEYS), **export}
     out["precisions"] = precisions(out["precisions"], path, "export", "precisions")
     try:
-        checked = validate_export_args(**{k: out[k] for k in EXPORT_KEYS if k != "precisions"})
+        checked = validate_export_args(**{k: out[k] for k in EXPORT_KEYS})
     except ConfigError as exc:
         raise ConfigError(f"{where(path, 'export')}: {exc}") from None
     out["io_dtype"] = str(checked)

@@ -11,7 +11,8 @@ import numpy as np
 from edgeopt import _keras
 from edgeopt._callback import FitCallback
 from edgeopt._callables import resolve_callable
-from edgeopt.pipeline.recipe import SCHEDULES
+from edgeopt.pipeline.recipe import OPTIMIZERS
+from edgeopt.pipeline.steps import PIPELINE_KEYS, STEPS
 
 Progress = Callable[[str], None]
 
@@ -87,8 +88,7 @@ class EpochProgress(FitCallback):
 
 def _optimizer(model: Any, train: dict, learning_rate: float | None = None):
     k = _keras.keras_module(_keras.flavour_of(getattr(model, "student", model)))
-    classes = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
-    return getattr(k.optimizers, classes[train["optimizer"]])(learning_rate=learning_rate or train["learning_rate"])
+    return getattr(k.optimizers, OPTIMIZERS[train["optimizer"]])(learning_rate=learning_rate or train["learning_rate"])
 
 
 def fit(model: Any, data: Data, train: dict, epochs: int, label: str, say: Progress, callbacks=(),
@@ -103,8 +103,7 @@ def fit(model: Any, data: Data, train: dict, epochs: int, label: str, say: Progr
 
 
 # A `pruning` step distills from the model it started from unless `distill: false`
-# (measured in tools/benchmarks/quality.py: +1 to +2 points at 80 % sparsity).
-DISTILL_WHILE_PRUNING = True
+# (PIPELINE_KEYS["distill"]; measured in tools/benchmarks/quality.py).
 SCRATCH_SUFFIX = "-scratch"
 
 
@@ -186,16 +185,17 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
     extra = list(callbacks)
     keep = [edgeopt.KeepSparsity()] if state.get("pruned") else []
     if kind == "pruning":
-        distill = settings.pop("distill", DISTILL_WHILE_PRUNING)
-        ((name, args),) = settings.pop("schedule").items()
-        schedule = getattr(edgeopt, SCHEDULES[name])(**args)
-        callbacks = [edgeopt.Pruning(schedule, **settings), *extra]
+        distill = settings.pop("distill", PIPELINE_KEYS["distill"].default)
+        callbacks = [edgeopt.Pruning(**STEPS[kind].arguments(settings)), *extra]
+        if distill and train["loss"] not in _CLASS_LABEL_LOSSES:
+            say(f"{label}: not distilling (train.loss is {train['loss']!r}, not class labels); fine-tuning on the labels")
+            distill = False
         teacher = dense_teacher(model, say) if distill else None
         if teacher is None:
             fit(model, data, train, epochs, label, say, callbacks)
         else:  # the model pruned in place is the student of its own dense copy
             distiller = quiet_distiller(model, teacher)
-            distiller.compile(optimizer=_optimizer(model, train), loss=train["loss"], metrics=train["metrics"])
+            distiller.compile(optimizer=_optimizer(model, train), metrics=train["metrics"])
             fit(distiller, data, train, epochs, label, say, callbacks, compile_model=False)
         state["pruned"] = True
         return model
@@ -226,4 +226,50 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
         fit(distiller, data, train, epochs, label, say, extra, compile_model=False)
         state["pruned"] = False
         return distiller.student
-    raise AssertionError(kind)  # recipes are validated before anything runs
+    if kind == "channel_pruning":
+        return _channel_pruning(model, settings, data, train, epochs, label, say, extra)
+    # Any other registered step: a callback is fitted with, a model transform fine-tuned.
+    spec = STEPS[kind]
+    if spec.takes_model():
+        return fit(spec.callable()(**{spec.model: model}, **spec.arguments(settings)), data, train, epochs, label, say,
+                   keep + extra)
+    return fit(model, data, train, epochs, label, say, [spec.callable()(**spec.arguments(settings)), *keep, *extra])
+
+
+# Losses whose labels the Distiller's default hard loss (sparse cross-entropy) reads.
+_CLASS_LABEL_LOSSES = {"sparse_categorical_crossentropy"}
+
+
+def _channel_pruning(model: Any, settings: dict, data: Data, train: dict, epochs: int, label: str, say: Progress,
+                     callbacks: list) -> Any:
+    """`prune_channels` in `iterations` rounds, each fine-tuned for `epochs`; by default
+    by distillation from the model the step started from (the unpruned model is a free
+    teacher), on sparse class labels only (another loss fine-tunes on the labels alone)."""
+    import edgeopt
+
+    iterations, distill = settings.pop("iterations", 1), settings.pop("distill", True)
+    arguments = STEPS["channel_pruning"].arguments(settings)
+    ratio = arguments.pop("ratio")
+    if str(arguments.get("criterion", "l1")) == "taylor":
+        arguments["data"] = (data.x_train[:512], data.y_train[:512])
+    if distill and train["loss"] not in _CLASS_LABEL_LOSSES:
+        say(f"{label}: not distilling (train.loss is {train['loss']!r}, not class labels); fine-tuning on the labels")
+        distill = False
+    from edgeopt.channels.prune import round_ratios
+
+    teacher = current = model
+    rounds = round_ratios(model, ratio, iterations, round_to=arguments.get("round_to", 1)) if iterations > 1 else [ratio]
+    for round_index, round_share in enumerate(rounds):
+        current = edgeopt.prune_channels(current, round_share, **arguments)
+        # Frozen after it is copied (a copy would inherit the flag): the Distiller would
+        # freeze it itself, with a warning; it is not trained again.
+        teacher.trainable = False
+        say(f"{label}: round {round_index + 1}/{iterations}, {current.count_params()} parameters left")
+        if not distill:
+            fit(current, data, train, epochs, label, say, callbacks)
+            continue
+        distiller = edgeopt.Distiller(student=current, teacher=teacher)
+        distiller.compile(optimizer=_optimizer(current, train), metrics=train["metrics"])
+        fit(distiller, data, train, epochs, label, say, callbacks, compile_model=False)
+        current = distiller.student
+    return current

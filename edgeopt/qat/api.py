@@ -8,6 +8,19 @@ from edgeopt import _keras
 from edgeopt.errors import ConfigError
 
 PRESERVE = (None, "sparsity", "clusters")
+# Class-name prefixes of the layers that carry learned quantization ranges, by Keras:
+# edgeopt's own (FakeQuantDense, FakeQuantActivation, ...) and tfmot's (QuantizeWrapper,
+# QuantizeWrapperV2, QuantizeLayer). The one place that says what a QAT model is.
+QAT_LAYER_PREFIXES = {_keras.Flavour.KERAS3: ("FakeQuant",), _keras.Flavour.TF_KERAS: ("QuantizeWrapper", "QuantizeLayer")}
+
+
+def is_quantization_aware(model: Any) -> bool:
+    """Whether `model` (Keras 3 or tf_keras) has layers with learned quantization ranges,
+    nested models included: its int8 export takes those ranges, not calibration data."""
+    from edgeopt._layers import iter_layers
+
+    prefixes = tuple(p for group in QAT_LAYER_PREFIXES.values() for p in group)
+    return any(type(layer).__name__.startswith(prefixes) for layer in iter_layers(model))
 
 
 def _check_names(what: str, value: Any, *, allow_bool: bool = False) -> None:
@@ -22,6 +35,19 @@ def _check_names(what: str, value: Any, *, allow_bool: bool = False) -> None:
         fix = "Pass a list of strings" + (" or True." if allow_bool else ".")
     raise ConfigError(f"{what} must be a list of layer {'class names' if what == 'layer_types' else 'names'}. "
                       f"Received: {what}={value!r}. {fix}")
+
+
+def check_qat_arguments(layers: Any, layer_types: Any, skip: Any, preserve: Any) -> None:
+    """`quantize_aware`'s checks that need no model (recipes validate steps with them).
+
+    Raises:
+        ConfigError: naming the argument and its value.
+    """
+    if preserve not in PRESERVE:
+        raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
+    _check_names("layers", layers)
+    _check_names("layer_types", layer_types)
+    _check_names("skip", skip, allow_bool=True)
 
 
 def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_types: Sequence[str] | None = None,
@@ -58,11 +84,7 @@ def quantize_aware(model: Any, *, layers: Sequence[str] | None = None, layer_typ
         ConfigError: an argument is wrong, or a layer cannot be quantized (the message
             names them all and how to skip them).
     """
-    if preserve not in PRESERVE:
-        raise ConfigError(f"Unknown preserve mode. Received: preserve={preserve!r}. Use None, 'sparsity' or 'clusters'.")
-    _check_names("layers", layers)
-    _check_names("layer_types", layer_types)
-    _check_names("skip", skip, allow_bool=True)
+    check_qat_arguments(layers, layer_types, skip, preserve)
     flavour = _keras.flavour_of(model)
     if flavour is _keras.Flavour.KERAS3:
         _keras.keras_module(flavour)  # a clear error for a non-TensorFlow backend

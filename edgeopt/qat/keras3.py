@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from edgeopt.errors import ConfigError
 from edgeopt.qat import keras3_attention, keras3_layers  # noqa: F401 - registers the QAT layers
+from edgeopt.qat import selection
 from edgeopt.qat.keras3_graph import GraphRewrite, graph_of, kind_of, leaf_nodes, unsupported_reason
 from edgeopt.qat.keras3_quantizers import FakeQuantActivation, fake_quant_kernel
 
@@ -52,36 +53,25 @@ def quantize_aware_keras3(model: Any, *, layers: Sequence[str] | None, layer_typ
         raise ConfigError(f"Keras 3 QAT needs a functional or a built Sequential model. Received: "
                           f"{type(model).__name__} {getattr(model, 'name', '')!r}. Rebuild it with keras.Input and "
                           "the functional API (or give the Sequential model a keras.Input first).")
-    names = _all_names(graph)
-    skip_names = set(skip) if isinstance(skip, (list, tuple, set)) else set()
-    for what, given in (("layers", layers), ("skip", skip_names or None)):
-        unknown = sorted(set(given or ()) - set(names))
-        if unknown:
-            raise ConfigError(f"No such layers to {'quantize' if what == 'layers' else 'skip'}. Received: "
-                              f"{what}={unknown}. Layers in the model: {sorted(names)[:40]}.")
-
     def types_of(op) -> set[str]:
         return {kind_of(op).removeprefix("op:"), type(op).__name__}
 
-    if layer_types is not None:
-        present = set().union(*(types_of(n.operation) for n in leaf_nodes(graph)))
-        unknown = sorted(set(layer_types) - present)
-        if unknown:
-            raise ConfigError(f"No layers of these types to quantize. Received: layer_types={unknown}. "
-                              f"Types in the model: {sorted(present)}.")
+    selection.check_selection(_all_names(graph), set().union(*(types_of(n.operation) for n in leaf_nodes(graph))),
+                              layers=layers, layer_types=layer_types, skip=skip)
+    skipped = selection.skip_names(skip)
 
     def selected(op) -> bool:
-        return (layers is None or op.name in layers) and (layer_types is None or bool(types_of(op) & set(layer_types)))
+        return selection.is_selected(op.name, types_of(op), layers=layers, layer_types=layer_types)
 
     unsupported: dict[str, tuple[str, str]] = {}
     for node in leaf_nodes(graph):
         op = node.operation
-        if selected(op) and op.name not in skip_names and any(keras.backend.is_float_dtype(t.dtype)
-                                                              for t in node.outputs):
+        if selected(op) and op.name not in skipped and any(keras.backend.is_float_dtype(t.dtype)
+                                                           for t in node.outputs):
             reason = unsupported_reason(node)
             if reason:
                 unsupported.setdefault(op.name, (type(op).__name__, reason))
-    refused = [n for n in unsupported if skip is not True]
+    refused = selection.refused(unsupported, skip)
     if refused:
         detail = "; ".join(f"{n}: {unsupported[n][1]}" for n in refused)
         raise ConfigError(
@@ -90,7 +80,7 @@ def quantize_aware_keras3(model: Any, *, layers: Sequence[str] | None, layer_typ
             "export then lists them among its float ops), or replace them.")
     if unsupported:
         warnings.warn(f"quantize_aware: left in float: {list(unsupported)}", stacklevel=3)
-    left_float = skip_names | set(unsupported)
+    left_float = skipped | set(unsupported)
 
     def chosen(op) -> bool:
         if graph_of(op) is not None:

@@ -12,26 +12,20 @@ import keras
 from keras import ops
 from keras.src.backend import get_keras_mask, set_keras_mask  # what MultiHeadAttention uses
 
-from edgeopt.qat.keras3_quantizers import FIXED_RANGES, PACKAGE, QuantizedOutput, channel_affine
+from edgeopt.qat.keras3_quantizers import (FIXED_RANGES, PACKAGE, QuantizedOutput, QuantizedReplacement,
+                                           channel_affine)
 from edgeopt.qat.keras3_layers import einsum_dense
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FakeQuantLayerNormalization(QuantizedOutput, keras.layers.LayerNormalization):
+class FakeQuantLayerNormalization(QuantizedReplacement, keras.layers.LayerNormalization):
     """LayerNormalization over the last axis as int8 ops: mean, centre, variance, rsqrt, scale.
 
     The final `* gamma + beta` is one depthwise 1x1 convolution (exact per-channel gamma).
     """
 
     STEPS = ("mean", "centred", "squared", "variance", "shifted", "rsqrt", "normalized")
-
-    def __init__(self, *args, quantize_output: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._make_quantizers(None, quantize_output=quantize_output, extra=dict.fromkeys(self.STEPS))
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers()
+    EXTRA_RANGES = dict.fromkeys(STEPS)
 
     def call(self, inputs, training=None):
         def q(step, x):

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from edgeopt.qat.keras3_quantizers import PACKAGE, QuantizedOutput, channel_affine, fake_quant_kernel
+from edgeopt.qat.keras3_quantizers import PACKAGE, QuantizedReplacement, channel_affine, fake_quant_kernel
 
 
 def _bias_shape(layer, channels):
@@ -22,20 +22,13 @@ def _bias_shape(layer, channels):
     return (1, channels) + (1,) * layer.rank
 
 
-class _Weighted(QuantizedOutput):
-    """Shared by the weighted layers: `quantize_output` in the constructor and config."""
+class _Weighted(QuantizedReplacement):
+    """Shared by the weighted layers: fake-quantized kernels, then bias and activation."""
 
     KERNELS = ("kernel",)
 
-    EXTRA_RANGES: dict = {}
-
-    def __init__(self, *args, quantize_output: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._make_quantizers(self.activation, quantize_output=quantize_output, extra=self.EXTRA_RANGES)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers()
+    def _own_activation(self):
+        return self.activation
 
     def kernel_variables(self) -> list:
         return [getattr(self, name) for name in self.KERNELS]
@@ -225,7 +218,7 @@ class FakeQuantEmbedding(keras.layers.Embedding):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FakeQuantBatchNormalization(QuantizedOutput, keras.layers.BatchNormalization):
+class FakeQuantBatchNormalization(QuantizedReplacement, keras.layers.BatchNormalization):
     """BatchNormalization, folded into the layer before it or standalone.
 
     Folded (after a convolution or Dense) it computes as usual: the converter folds it
@@ -238,14 +231,9 @@ class FakeQuantBatchNormalization(QuantizedOutput, keras.layers.BatchNormalizati
         quantize_output: see `QuantizedOutput`. Defaults to `True`.
     """
 
-    def __init__(self, *args, standalone: bool = False, quantize_output: bool = True, **kwargs):
+    def __init__(self, *args, standalone: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.standalone = bool(standalone)
-        self._make_quantizers(None, quantize_output=quantize_output)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers()
 
     def call(self, inputs, training=None, mask=None):
         if not self.standalone:
@@ -275,32 +263,16 @@ except ImportError:  # pragma: no cover - another Keras version
 if _LayerScale is not None:
 
     @keras.saving.register_keras_serializable(package=PACKAGE)
-    class FakeQuantLayerScale(QuantizedOutput, _LayerScale):
+    class FakeQuantLayerScale(QuantizedReplacement, _LayerScale):
         """ConvNeXt's LayerScale (`x * gamma`) as one int8 depthwise 1x1 convolution."""
-
-        def __init__(self, *args, quantize_output: bool = True, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._make_quantizers(None, quantize_output=quantize_output)
-
-        def build(self, input_shape):
-            super().build(input_shape)
-            self._build_quantizers()
 
         def call(self, x, training=None):
             return self._activate(channel_affine(x, self.gamma, ops.zeros_like(self.gamma)), None, training)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FakeQuantRescaling(QuantizedOutput, keras.layers.Rescaling):
+class FakeQuantRescaling(QuantizedReplacement, keras.layers.Rescaling):
     """Rescaling as one int8 depthwise 1x1 convolution (`x * scale + offset`)."""
-
-    def __init__(self, *args, quantize_output: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._make_quantizers(None, quantize_output=quantize_output)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers()
 
     def call(self, inputs, training=None):
         channels = inputs.shape[-1]
@@ -311,16 +283,8 @@ class FakeQuantRescaling(QuantizedOutput, keras.layers.Rescaling):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FakeQuantNormalization(QuantizedOutput, keras.layers.Normalization):
+class FakeQuantNormalization(QuantizedReplacement, keras.layers.Normalization):
     """Normalization over the last axis as one int8 depthwise 1x1 convolution."""
-
-    def __init__(self, *args, quantize_output: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._make_quantizers(None, quantize_output=quantize_output)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_quantizers()
 
     def call(self, inputs, training=None):
         if self.input_mean is None:  # adapted: read the variables, not a snapshot of them

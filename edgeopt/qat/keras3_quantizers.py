@@ -201,6 +201,25 @@ class QuantizedOutput:
         return dict(super().get_config(), quantize_output=self.quantize_output)
 
 
+class QuantizedReplacement(QuantizedOutput):
+    """Mixin of a built-in layer's replacement: `quantize_output` in its constructor,
+    its ranges built with it. A subclass names the activation it applies itself
+    (`_own_activation`) and any layer-specific range points (`EXTRA_RANGES`)."""
+
+    EXTRA_RANGES: dict = {}
+
+    def __init__(self, *args, quantize_output: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._make_quantizers(self._own_activation(), quantize_output=quantize_output, extra=self.EXTRA_RANGES)
+
+    def _own_activation(self):
+        return None
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_quantizers()
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FakeQuantActivationFunction(QuantizedOutput, keras.layers.Layer):
     """An activation (layer or bare op) as TFLite runs it in int8, with its output range.

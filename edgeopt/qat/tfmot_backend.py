@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 from edgeopt import _keras
 from edgeopt.errors import ConfigError
+from edgeopt.qat import selection
 
 _OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 # Unsupported in tfmot's registry but rewritten into supported layers by its transforms.
@@ -67,24 +68,16 @@ def quantize_aware_tf_keras(model: Any, *, layers: Sequence[str] | None, layer_t
             "tfmot can only quantize Sequential or functional tf_keras models. "
             f"Received: a subclassed model of type {type(model).__name__}. Rebuild it with the functional API.")
     _check_tfmot_can_copy(tfmot, model)
-    names = {l.name for l in model.layers}
-    for what, given in (("layers", layers), ("skip", skip if isinstance(skip, (list, tuple, set)) else None)):
-        missing = sorted(set(given or ()) - names)
-        if missing:
-            raise ConfigError(f"No such layers to {'quantize' if what == 'layers' else 'skip'}. Received: "
-                              f"{what}={missing}. Layers in the model: {[l.name for l in model.layers]}.")
-    unknown = sorted(set(layer_types or ()) - {type(l).__name__ for l in model.layers})
-    if unknown:
-        raise ConfigError(f"No layers of these types to quantize. Received: layer_types={unknown}. "
-                          f"Types in the model: {sorted({type(l).__name__ for l in model.layers})}.")
+    selection.check_selection([l.name for l in model.layers], [type(l).__name__ for l in model.layers],
+                              layers=layers, layer_types=layer_types, skip=skip)
     try:
         with _unsafe_scope():
             clone = _keras.clone_with_weights(model)
     except Exception as exc:  # tf_keras raises many types for layers it cannot re-create
         raise ConfigError(f"tf_keras cannot copy the model for QAT. Received: {type(exc).__name__}: "
                           f"{_first_line(exc)}. Give custom layers a get_config, or rebuild the model.") from exc
-    chosen = [l for l in clone.layers if not _is_input(l) and (layers is None or l.name in layers)
-              and (layer_types is None or type(l).__name__ in layer_types)]
+    chosen = [l for l in clone.layers if not _is_input(l)
+              and selection.is_selected(l.name, {type(l).__name__}, layers=layers, layer_types=layer_types)]
     scheme = None
     if preserve == "sparsity":
         scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
@@ -121,9 +114,8 @@ def _apply(tfmot, tf_keras, clone, names, scheme, unsupported, model, skip):
         return tfmot.quantization.keras.quantize_annotate_layer(layer) if layer.name in names else layer
 
     if unsupported:
-        allowed = set(skip) if isinstance(skip, (list, tuple, set)) else set()
-        refused = sorted(set(unsupported) - allowed)
-        if skip is not True and refused:
+        refused = selection.refused(sorted(unsupported), skip)
+        if refused:
             kinds = {l.name: type(l).__name__ for l in clone.layers}
             raise ConfigError(
                 f"tfmot cannot quantize these layers: {[(n, kinds.get(n)) for n in refused]}. Received: a tf_keras "

@@ -185,7 +185,8 @@ class TrialRunner:
         started = time.perf_counter()
         report = export_tflite(model, [precision], output_dir=trial_dir, name="model", calibration_data=data.x_train,
                                eval_data=(data.x_test, data.y_test),
-                               **{k: export[k] for k in ("calibration_samples", "io_dtype") if k in export})
+                               **{k: export[k] for k in ("calibration_samples", "io_dtype") if k in export},
+                               **_auto_budget(precision, budget.max_accuracy_drop))
         entry = report.entries[0]
         bench = {k: v for k, v in (recipe.bench or {}).items() if k != "devices"}
         result = measure_latency(entry.path, self.inputs.device, **bench)
@@ -224,3 +225,10 @@ def base_kwargs(model_section: dict) -> dict:
         return kwargs
     defaults = {n: p.default for n, p in parameters.items() if p.default is not inspect.Parameter.empty}
     return {**defaults, **kwargs}
+
+
+def _auto_budget(precision: str, max_accuracy_drop: float | None) -> dict:
+    """`auto` chooses per op within an accuracy budget: the search's, else one point."""
+    if precision != "auto":
+        return {}
+    return {"max_accuracy_drop": 1.0 if max_accuracy_drop is None else max_accuracy_drop}

@@ -10,9 +10,7 @@ what it missed, by how much, and no `best.tflite` is left behind.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import socket
 from dataclasses import asdict, dataclass, field
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt._files import atomic_write_bytes, atomic_write_text
+from edgeopt._reporting import embedded_png, fmt, html_table, markdown_table as _markdown_table, pyplot, save_figure
 from edgeopt.search.budget import Budget
 
 BEST = "best.tflite"
@@ -187,7 +186,6 @@ HEADERS = ["trial", "state", "values", "accuracy", "drop (pts)", "size KiB", "p5
 
 
 def _cells(row: TrialRow) -> list[str]:
-    fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
     return [str(row.number), row.state.lower(), describe(row.params),
             fmt(row.accuracy and 100 * row.accuracy, ".2f"), fmt(row.accuracy_drop_points, "+.2f"),
             fmt(row.size_kb, ".2f"), fmt(row.p50_ms, ".4f"),
@@ -195,9 +193,7 @@ def _cells(row: TrialRow) -> list[str]:
 
 
 def markdown_table(rows: list[TrialRow]) -> str:
-    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in rows]
-    return "\n".join(lines)
+    return _markdown_table(HEADERS, [_cells(r) for r in rows])
 
 
 def _summary(report: SearchReport, budget: Budget, baseline: dict, info: dict) -> list[str]:
@@ -223,14 +219,9 @@ def _markdown(report, budget, baseline, info, has_plot) -> str:
 
 def _html(report, budget, baseline, info, out_dir, has_plot) -> str:
     def table(rows):
-        head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>" for r in rows)
-        return f"<table><tr>{head}</tr>{body}</table>"
+        return html_table(HEADERS, [_cells(r) for r in rows])
 
-    image = ""
-    if has_plot:
-        encoded = base64.b64encode((out_dir / "trials.png").read_bytes()).decode()
-        image = f'<img alt="every trial" src="data:image/png;base64,{encoded}">'
+    image = embedded_png(out_dir / "trials.png", "every trial") if has_plot else ""
     summary = "".join(f"<p>{html.escape(line.strip('*'))}</p>" for line in _summary(report, budget, baseline, info)
                       if line)
     title = html.escape(f"edgeopt search: {info.get('study')}")
@@ -247,11 +238,7 @@ def _plot(rows: list[TrialRow], budget: Budget, baseline: dict, path: Path) -> b
     if not points:
         path.unlink(missing_ok=True)
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110, sharey=True)
     for ax, attr, label, limit in ((axes[0], "size_kb", f"{budget.size} size (KiB, log scale)", budget.max_size_kb),
                                    (axes[1], "p50_ms", "p50 latency (ms, log scale)", budget.max_latency_ms)):
@@ -273,9 +260,5 @@ def _plot(rows: list[TrialRow], budget: Budget, baseline: dict, path: Path) -> b
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("accuracy (%, LiteRT)")
     axes[0].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
     return True

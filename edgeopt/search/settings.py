@@ -19,10 +19,12 @@ import inspect
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from edgeopt._checks import parse_choice
 from edgeopt._compat import StrEnum
 from edgeopt.errors import ConfigError
 from edgeopt.search.budget import Budget
 from edgeopt.search.space import SearchSpace
+from edgeopt.search.storage import GRACE_S
 
 
 class Sampler(StrEnum):
@@ -59,6 +61,9 @@ class SearchSettings:
             `None` never stops early. Defaults to `5.0`.
         seed: seeds the sampler and every trial's fine-tuning. Defaults to `None` (the
             recipe's `train.seed`).
+        grace_s: seconds a RUNNING trial's worker may stay silent (no heartbeat; one is
+            sent every `grace_s / 10` s, at most 30 s apart) before another worker of a
+            shared study marks the trial FAIL: its worker died. Defaults to `300.0`.
 
     Raises:
         ConfigError: the first argument that is not acceptable.
@@ -73,6 +78,7 @@ class SearchSettings:
     distill_epochs: int = 10
     stop_margin: float | None = 5.0
     seed: int | None = None
+    grace_s: float = float(GRACE_S)
 
     def __post_init__(self):
         if not isinstance(self.space, SearchSpace):
@@ -85,10 +91,7 @@ class SearchSettings:
             raise ConfigError(f"budget must be a mapping of limits. Received: budget={self.budget!r}.")
         if self.device is not None and (not isinstance(self.device, str) or not self.device):
             raise ConfigError(f"device must be a device profile name. Received: device={self.device!r}.")
-        if not isinstance(self.sampler, str) or self.sampler not in {s.value for s in Sampler}:
-            raise ConfigError(f"Unknown sampler. Received: sampler={self.sampler!r}. "
-                              f"Use one of: {', '.join(s.value for s in Sampler)}.")
-        self.sampler = Sampler(self.sampler)
+        self.sampler = parse_choice(Sampler, self.sampler, argument="sampler")
         for name, low in (("startup_trials", 1), ("epochs", 1), ("distill_epochs", 1)):
             value = getattr(self, name)
             if not (_integer(value) and value >= low):
@@ -98,6 +101,9 @@ class SearchSettings:
                                        and 0 <= margin < float("inf")):
             raise ConfigError(f"stop_margin must be a number of accuracy points >= 0, or null to never stop early. "
                               f"Received: stop_margin={margin!r}.")
+        grace = self.grace_s
+        if not (isinstance(grace, (int, float)) and not isinstance(grace, bool) and 1 <= grace < float("inf")):
+            raise ConfigError(f"grace_s must be a number of seconds >= 1. Received: grace_s={grace!r}.")
         if self.seed is not None and not (_integer(self.seed) and 0 <= self.seed < 2**32):
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, or null. Received: seed={self.seed!r}.")
 

@@ -4,6 +4,7 @@ A recipe's `search.space` maps dimension names to value specs:
 
     space:
       student: {width: [4, 8, 16]}          # builder kwargs of a distilled student
+      channel_ratio: [0.0, 0.25, 0.5]       # whole channels removed (0 = none)
       sparsity: {low: 0.0, high: 0.9, step: 0.05}
       layer_sparsity: {dense1: [0.5, 0.9]}  # optional, per named layer
       clusters: [0, 8, 16]                  # 0 = no clustering
@@ -13,9 +14,8 @@ A spec is a list (the choices), a mapping `{low, high, step, log}` (a range), or
 value (fixed). `DIMENSIONS` is the only table of dimension names: each entry says how
 its spec is checked and which recipe steps a sampled value becomes, in the order the
 entries are listed (distill, then pruning, then clustering; precision picks the export).
-A new technique is one line, e.g. for edgeopt.prune_channels:
-
-    "channel_ratio": Dimension(_fraction, technique_steps("prune_channels", "ratio")),
+A new technique is one line, as `channel_ratio` is (edgeopt.prune_channels, through the
+`channel_pruning` recipe step).
 """
 
 from __future__ import annotations
@@ -261,9 +261,10 @@ class Dimension:
     steps: Callable[[str, dict, StepContext], list[Step]]
 
 
-# Application order: distill a student, prune, cluster; precision only picks the export.
+# Application order: distill a student, remove channels, prune, cluster; precision only picks the export.
 DIMENSIONS: dict[str, Dimension] = {
     "student": Dimension(_student, _distill_steps),
+    "channel_ratio": Dimension(_fraction, technique_steps("channel_pruning", "ratio")),
     "sparsity": Dimension(_fraction, _pruning_steps),
     "layer_sparsity": Dimension(_layer_fractions, _no_steps),  # its steps come with sparsity's
     "clusters": Dimension(_clusters, _clustering_steps),

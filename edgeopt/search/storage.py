@@ -97,9 +97,15 @@ def backend_of(url: str) -> str:
     return backend
 
 
-def open_storage(url: str, *, attempts: int = 5) -> Any:
+def heartbeat_s(grace_s: float) -> float:
+    """How often a running trial beats: ten beats per grace period, at most `HEARTBEAT_S` apart."""
+    return min(HEARTBEAT_S, max(0.1, grace_s / 10))
+
+
+def open_storage(url: str, *, grace_s: float = GRACE_S, attempts: int = 5) -> Any:
     """Optuna's `RDBStorage` for `url`, with heartbeats; retries briefly, since workers
-    starting together race to create the tables.
+    starting together race to create the tables. A trial silent for `grace_s` seconds is
+    stale (`optuna.storages.fail_stale_trials` marks it FAIL).
 
     Raises:
         ConfigError: the database cannot be reached or is not a study storage.
@@ -117,8 +123,10 @@ def open_storage(url: str, *, attempts: int = 5) -> Any:
     problem = None
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
+            # Optuna takes whole seconds for both
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=max(1, int(heartbeat_s(grace_s))),
+                                              grace_period=max(1, int(grace_s)))
         except (OperationalError, IntegrityError, ProgrammingError) as exc:  # unreachable, or a creation race
             problem = " ".join(str(exc.orig if exc.orig is not None else exc).split())[:300]
             time.sleep(0.2 * 2**attempt)
@@ -222,20 +230,20 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 class Heartbeat:
-    """Records a running trial's heartbeat every `HEARTBEAT_S` seconds, in a thread.
+    """Records a running trial's heartbeat every `heartbeat_s(grace_s)` seconds, in a thread.
 
     Optuna's `study.optimize` does this for its own trials; edgeopt asks for trials
     under `ClaimLock` (`study.ask`), so it beats itself. `trial_id` is the storage's id
     (Optuna's storage API is by id).
     """
 
-    def __init__(self, storage: Any, trial_id: int):
-        self.storage, self.trial_id = storage, trial_id
+    def __init__(self, storage: Any, trial_id: int, grace_s: float = GRACE_S):
+        self.storage, self.trial_id, self.interval_s = storage, trial_id, heartbeat_s(grace_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="edgeopt-heartbeat", daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
+        while not self._stop.wait(self.interval_s):
             with contextlib.suppress(Exception):  # a missed beat is not worth a failed trial
                 self.storage.record_heartbeat(self.trial_id)
 

@@ -131,7 +131,7 @@ def run_search(recipe: str | os.PathLike | Recipe, *, trials: int, out_dir: str 
     embedded = storage is None
     quiet_optuna()
     with RunLock(out):
-        store = storage_lib.open_storage(url)
+        store = storage_lib.open_storage(url, grace_s=settings.grace_s)
         lock = storage_lib.ClaimLock(url, recipe.name)
         study = _open_study(store, lock, recipe, settings, device)
         from edgeopt.search.worker import count_trials, fail_interrupted

@@ -119,7 +119,7 @@ def work(study: Any, storage: Any, lock: ClaimLock, runner: Any, total: int, dea
                 return ran
             trial = study.ask()
             storage.record_heartbeat(trial._trial_id)  # from now on a stopped worker's trial shows as stale
-        with Heartbeat(storage, trial._trial_id):
+        with Heartbeat(storage, trial._trial_id, grace_s=runner.inputs.settings.grace_s):
             run_one(study, runner, trial, total, say)
         ran += 1
         gc.collect()
@@ -179,7 +179,7 @@ def load(url: str | None, storage: Any, study_name: str, settings: Any, seed: in
     """`(storage, study)`: the study loaded with this worker's own sampler."""
     import optuna
 
-    storage = storage if storage is not None else open_storage(url)
+    storage = storage if storage is not None else open_storage(url, grace_s=settings.grace_s)
     return storage, optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(settings, seed))
 
 

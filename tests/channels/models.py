@@ -23,106 +23,108 @@ def _randomize(model, seed=0):
     return model
 
 
+def _image(k):
+    return k.Input((8, 8, 3), name="image")
+
+
+def _bn_relu(k, x, bn: str, relu: str, max_value=None):
+    """BatchNormalization then ReLU (capped at `max_value`), the usual tail of a convolution."""
+    return k.layers.ReLU(max_value, name=relu)(k.layers.BatchNormalization(name=bn)(x))
+
+
+def _classify(k, inputs, x, name: str, pool="GlobalAveragePooling2D"):
+    """Pooling (unless `pool` is None), a 4-way Dense `logits`, and the model."""
+    if pool:
+        x = getattr(k.layers, pool)(name="gap")(x)
+    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name=name)
+
+
 def conv_chain(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
-    x = k.layers.BatchNormalization(name="bn1")(x)
-    x = k.layers.ReLU(name="relu1")(x)
+    x = _bn_relu(k, x, "bn1", "relu1")
     x = k.layers.Conv2D(8, 3, padding="same", use_bias=False, name="c2")(x)
     x = k.layers.BatchNormalization(name="bn2")(x)
     x = k.layers.Activation("relu", name="act2")(x)
     x = k.layers.MaxPooling2D(2, name="pool")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="conv_chain")
+    return _classify(k, inputs, x, "conv_chain")
 
 
 def residual_add(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
-    x = k.layers.BatchNormalization(name="stem_bn")(x)
-    x = k.layers.ReLU(name="stem_relu")(x)
+    x = _bn_relu(k, x, "stem_bn", "stem_relu")
     y = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="expand")(x)
     y = k.layers.Conv2D(8, 1, name="project")(y)
     y = k.layers.BatchNormalization(name="project_bn")(y)
     x = k.layers.Add(name="add")([x, y])
     x = k.layers.Conv2D(6, 1, activation="relu", name="head")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="residual_add")
+    return _classify(k, inputs, x, "residual_add")
 
 
 def multiply(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     a = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="value")(inputs)
     b = k.layers.Conv2D(8, 3, padding="same", activation="tanh", name="gate")(inputs)
     x = k.layers.Multiply(name="mul")([a, b])
     x = k.layers.Conv2D(6, 1, activation="relu", name="head")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="multiply")
+    return _classify(k, inputs, x, "multiply")
 
 
 def concatenate(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     a = k.layers.Conv2D(6, 3, padding="same", activation="relu", name="left")(inputs)
     b = k.layers.Conv2D(4, 1, activation="relu", name="right")(inputs)
     x = k.layers.Concatenate(name="cat")([a, b])
     x = k.layers.Conv2D(8, 1, activation="relu", name="mix")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="concatenate")
+    return _classify(k, inputs, x, "concatenate")
 
 
 def depthwise(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(inputs)
-    x = k.layers.BatchNormalization(name="stem_bn")(x)
-    x = k.layers.ReLU(6.0, name="stem_relu")(x)
+    x = _bn_relu(k, x, "stem_bn", "stem_relu", 6.0)
     x = k.layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
-    x = k.layers.BatchNormalization(name="dw_bn")(x)
-    x = k.layers.ReLU(6.0, name="dw_relu")(x)
+    x = _bn_relu(k, x, "dw_bn", "dw_relu", 6.0)
     x = k.layers.Conv2D(8, 1, activation="relu", name="pw")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="depthwise")
+    return _classify(k, inputs, x, "depthwise")
 
 
 def separable(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(inputs)
     x = k.layers.SeparableConv2D(10, 3, padding="same", depth_multiplier=2, name="sep1")(x)
-    x = k.layers.BatchNormalization(name="sep1_bn")(x)
-    x = k.layers.ReLU(name="sep1_relu")(x)
+    x = _bn_relu(k, x, "sep1_bn", "sep1_relu")
     x = k.layers.SeparableConv2D(6, 3, padding="same", activation="relu", name="sep2")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="separable")
+    return _classify(k, inputs, x, "separable")
 
 
 def squeeze_excite(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
-    x = k.layers.BatchNormalization(name="stem_bn")(x)
-    x = k.layers.ReLU(name="stem_relu")(x)
+    x = _bn_relu(k, x, "stem_bn", "stem_relu")
     s = k.layers.GlobalAveragePooling2D(name="se_pool")(x)
     s = k.layers.Dense(4, activation="relu", name="se_reduce")(s)
     s = k.layers.Dense(8, activation="sigmoid", name="se_expand")(s)
     s = k.layers.Reshape((1, 1, 8), name="se_reshape")(s)
     x = k.layers.Multiply(name="se_mul")([x, s])
     x = k.layers.Conv2D(6, 1, activation="relu", name="head")(x)
-    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="squeeze_excite")
+    return _classify(k, inputs, x, "squeeze_excite")
 
 
 def flatten_dense(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
     x = k.layers.MaxPooling2D(2, name="pool")(x)
     x = k.layers.Flatten(name="flatten")(x)
     x = k.layers.Dense(16, activation="relu", name="fc")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="flatten_dense")
+    return _classify(k, inputs, x, "flatten_dense", pool=None)
 
 
 def pooled_dense(k):
-    inputs = k.Input((8, 8, 3), name="image")
+    inputs = _image(k)
     x = k.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
-    x = k.layers.BatchNormalization(name="bn")(x)
-    x = k.layers.ReLU(name="relu")(x)
+    x = _bn_relu(k, x, "bn", "relu")
     x = k.layers.GlobalAveragePooling2D(name="gap")(x)
     x = k.layers.Dense(16, activation="relu", name="fc")(x)
     x = k.layers.Dropout(0.3, name="drop")(x)
@@ -132,12 +134,10 @@ def pooled_dense(k):
 def conv1d(k):
     inputs = k.Input((16, 3), name="signal")
     x = k.layers.Conv1D(8, 3, padding="same", name="c1")(inputs)
-    x = k.layers.BatchNormalization(name="bn1")(x)
-    x = k.layers.ReLU(name="relu1")(x)
+    x = _bn_relu(k, x, "bn1", "relu1")
     x = k.layers.MaxPooling1D(2, name="pool")(x)
     x = k.layers.Conv1D(8, 3, activation="relu", name="c2")(x)
-    x = k.layers.GlobalAveragePooling1D(name="gap")(x)
-    return k.Model(inputs, k.layers.Dense(4, name="logits")(x), name="conv1d")
+    return _classify(k, inputs, x, "conv1d", pool="GlobalAveragePooling1D")
 
 
 def sequential(k):

@@ -37,7 +37,7 @@ def test_every_command_has_help_with_an_example():
 def test_export_and_inspect(data_files, tmp_path):
     out = tmp_path / "out"
     result = run("export", data_files / "model.keras", "-p", "float32", "-p", "int8", "--calibration-data",
-                 data_files / "calib.npz", "--eval-data", data_files / "test.npz", "--output", out)
+                 data_files / "calib.npz", "--eval-data", data_files / "test.npz", "--out", out)
     assert result.exit_code == 0, result.output
     assert "int8" in result.output and "Keras model accuracy" in result.output
     assert (out / "model.int8.tflite").is_file() and (out / "export_report.json").is_file()
@@ -200,36 +200,86 @@ def test_disk_full_is_one_line_and_no_partial_file(data_files, tmp_path, monkeyp
 
 
 CLI_DIR = Path(edgeopt.cli.__file__).parent
-# Switched to the shared options when their branches merge (issue 13).
-_NOT_YET_SHARED = {"export.py", "search.py"}
+
+
+def commands(group=cli, prefix=()):
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from commands(command, prefix + (name,))
+        else:
+            yield prefix + (name,), command
 
 
 def test_shared_options_are_declared_once():
+    shared = {"--json", "--quiet", "-q", "--device", "-d", "--unsafe", "--out", "--output", "-o"}
     for path in sorted(CLI_DIR.glob("*.py")):
-        if path.name in _NOT_YET_SHARED | {"_options.py"}:
+        if path.name == "_options.py":
             continue
-        text = path.read_text()
-        for flag in ('"--json"', '"--quiet"', '"--device"', '"--unsafe"'):
-            assert flag not in text, f"{path.name} declares {flag}; use edgeopt.cli._options"
-
-    def params(group):
-        for command in group.commands.values():
-            yield from params(command) if hasattr(command, "commands") else command.params
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "option":
+                flags = {a.value for a in node.args if isinstance(a, ast.Constant)} & shared
+                assert not flags, f"{path.name} declares {flags}; use edgeopt.cli._options"
 
     by_name = {}
-    for param in params(cli):
-        if param.name in ("as_json", "quiet", "devices", "unsafe"):
-            by_name.setdefault(param.name, set()).add((tuple(param.opts), param.multiple, param.is_flag))
+    for _, command in commands():
+        for param in command.params:
+            if param.name in ("as_json", "quiet", "devices", "unsafe"):
+                by_name.setdefault(param.name, set()).add((tuple(param.opts), param.multiple, param.is_flag))
     assert by_name == {"as_json": {(("--json",), False, True)}, "quiet": {(("-q", "--quiet"), False, True)},
                        "devices": {(("-d", "--device"), True, False)}, "unsafe": {(("--unsafe",), False, True)}}
 
 
+def test_the_output_flag_has_one_name_everywhere():
+    """bench writes a file there, run/search/export a directory: all spell it -o/--out;
+    export's old --output still works but is not shown."""
+    spelled = {}
+    for path, command in commands():
+        for param in command.params:
+            if any(opt in ("-o", "--out", "--output") for opt in param.opts):
+                spelled[path] = tuple(param.opts)
+    assert set(spelled) == {("bench",), ("run",), ("search",), ("export",), ("sensitivity",)}
+    assert set(spelled.values()) == {("-o", "--out", "--output")}
+    for path in spelled:
+        help_text = run(*path, "--help").output
+        assert "-o, --out" in help_text and "--output" not in help_text, path
+
+
+def _private_imports(source: str) -> list[str]:
+    """What `source` imports that is private to another edgeopt package: a `_name` from
+    a module outside edgeopt.cli, or a module of a subpackage whose name starts with `_`
+    (edgeopt's own top-level `_x` modules are the package's shared internals)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "edgeopt":
+            modules, names = [node.module], [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            modules, names = [a.name for a in node.names if a.name.split(".")[0] == "edgeopt"], []
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[:2] == ["edgeopt", "cli"]:
+                continue
+            found += [f"{name} from {module}" for name in names if name.startswith("_") and not name.startswith("__")]
+            found += [module] if any(p.startswith("_") for p in parts[2:]) else []
+    return found
+
+
 def test_cli_imports_no_private_names_from_other_packages():
     for path in sorted(CLI_DIR.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("edgeopt"):
-                continue
-            if node.module == "edgeopt.cli" or node.module.startswith("edgeopt.cli."):
-                continue
-            private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
-            assert not private, f"{path.name} imports {private} from {node.module}"
+        private = _private_imports(path.read_text())
+        assert not private, f"{path.name} imports {private}"
+
+
+@pytest.mark.parametrize("source, found", [
+    ("from edgeopt.bench.harness import _plan", ["_plan from edgeopt.bench.harness"]),
+    ("from edgeopt import _keras", ["_keras from edgeopt"]),
+    ("import edgeopt.convert._helpers", ["edgeopt.convert._helpers"]),
+    ("from edgeopt.convert._helpers import x", ["edgeopt.convert._helpers"]),
+    ("def f():\n    from edgeopt.pipeline.run import _stage", ["_stage from edgeopt.pipeline.run"]),
+    ("from edgeopt.cli._options import json_option", []),
+    ("from edgeopt.bench.harness import benchmark", []),
+    ("from os import _exit", []),
+])
+def test_the_private_import_scan_sees_every_form(source, found):
+    assert _private_imports(source) == found

@@ -43,6 +43,14 @@ EAGER = True
 
 
 @dataclass(frozen=True)
+class Partial:
+    """An export cell where some precisions fail with a named converter/LiteRT limit and
+    every other precision is written and validated: `{precision: part of its error}`."""
+
+    failed: dict
+
+
+@dataclass(frozen=True)
 class Xfail:
     """A cell that raises a non-edgeopt exception today; fixed on another branch."""
 
@@ -66,33 +74,23 @@ def _defaults() -> dict:
 EXPECTED: dict[tuple[str, str, str], object] = _defaults()
 EXPECTED.update({
     # -- Keras 3 ------------------------------------------------------------------------
-    ("mobilenet_v3", "keras3", "qat"): (ConfigError, "('rescaling"),  # include_preprocessing's Rescaling
-    ("efficientnet", "keras3", "qat"): (ConfigError, "'Normalization')"),
-    ("transformer", "keras3", "qat"): _qat_layers("('ln1', 'LayerNormalization')", "('attention', 'MultiHeadAttention')",
-                                                  "('ln2', 'LayerNormalization')"),
     ("lstm", "keras3", "export"): (ConversionError, TENSOR_LIST),
     ("lstm", "keras3", "qat"): _qat_layers("('lstm', 'LSTM')"),
     ("gru", "keras3", "export"): (ConversionError, TENSOR_LIST),
     ("gru", "keras3", "qat"): _qat_layers("('gru', 'GRU')"),
-    ("separable", "keras3", "qat"): _qat_layers("('sep1', 'SeparableConv2D')", "('sep2', 'SeparableConv2D')"),
-    ("unet", "keras3", "qat"): _qat_layers("('up2', 'Conv2DTranspose')"),
-    ("multi_io", "keras3", "export"): (ConfigError, ONE_IN_ONE_OUT_EXPORT),
     ("multi_io", "keras3", "distill"): (ConfigError, ONE_IN_ONE_OUT_DISTILL),
-    ("subclassed", "keras3", "export"): (ConfigError, "The model has no defined inputs"),
-    ("subclassed", "keras3", "qat"): (ConfigError, "needs a functional or Sequential model"),
+    ("subclassed", "keras3", "qat"): (ConfigError, "needs a functional or a built Sequential model"),
     ("subclassed", "keras3", "clustering"): (ConfigError, "Keras cannot rebuild it from its config"),
     ("subclassed", "keras3", "factorize"): (ConfigError, SUBCLASSED),
     # -- tf_keras -----------------------------------------------------------------------
-    ("transformer", "tf_keras", "qat"): (ConfigError, "tfmot cannot quantize these layers: [('attention', "
-                                                      "'MultiHeadAttention'), ('ln1', 'LayerNormalization')"),
+    ("transformer", "tf_keras", "qat"): (ConfigError, "tfmot cannot quantize these layers: [('ln1', "
+                                                      "'LayerNormalization')"),
     ("lstm", "tf_keras", "export"): (ConversionError, TENSOR_LIST),
     ("lstm", "tf_keras", "qat"): (ConfigError, "tfmot cannot quantize these layers: [('lstm', 'LSTM')]"),
     ("gru", "tf_keras", "export"): (ConversionError, TENSOR_LIST),
     ("gru", "tf_keras", "qat"): (ConfigError, "tfmot cannot quantize these layers: [('gru', 'GRU')]"),
     ("conv1d", "tf_keras", "qat"): (ConfigError, "tfmot cannot quantize these layers: [('conv1', 'Conv1D')"),
-    ("multi_io", "tf_keras", "export"): (ConfigError, ONE_IN_ONE_OUT_EXPORT),
     ("multi_io", "tf_keras", "distill"): (ConfigError, ONE_IN_ONE_OUT_DISTILL),
-    ("subclassed", "tf_keras", "export"): (ConfigError, "The model has no defined inputs"),
     ("subclassed", "tf_keras", "qat"): (ConfigError, "tfmot can only quantize Sequential or functional"),
     ("subclassed", "tf_keras", "clustering"): (ConfigError, SUBCLASSED),
     ("subclassed", "tf_keras", "factorize"): (ConfigError, SUBCLASSED),
@@ -117,13 +115,27 @@ def _fingerprint(model) -> list[np.ndarray]:
     return [np.array(w) for w in model.get_weights()]
 
 
-def run_export(name, flavour, shared, tmp_path):
+PRECISIONS = ("float32", "float16", "dynamic", "int8", "int16x8", "int4")
+
+
+def run_export(name, flavour, shared, tmp_path, failed: dict | None = None):
+    """Every precision; `failed` names those that must fail, each with part of its error."""
     model = shared(name, flavour)
-    report = edgeopt.export_tflite(model, ["float32", "int8"], output_dir=tmp_path,
-                                   calibration_data=zoo.sample_inputs(model, 8))
-    for precision in ("float32", "int8"):
+    failed = failed or {}
+    try:
+        report = edgeopt.export_tflite(model, PRECISIONS, output_dir=tmp_path,
+                                       calibration_data=zoo.sample_inputs(model, 8))
+    except ConversionError as exc:
+        if exc.report is None or not failed:
+            raise
+        report = exc.report
+    for precision in PRECISIONS:
         entry = report[precision]
-        assert entry.status == "ok" and Path(entry.path).stat().st_size > 0, entry
+        if precision in failed:
+            assert entry.status == "failed" and failed[precision] in entry.error, entry
+            assert "\n" not in entry.error and not list(tmp_path.glob(f"*.{precision}.tflite")), entry
+        else:
+            assert entry.status == "ok" and Path(entry.path).stat().st_size > 0, entry
     assert report["int8"].input_dtype == "int8", report["int8"]
 
 
@@ -133,6 +145,9 @@ def run_qat(name, flavour, shared, tmp_path):
     assert qat is not model
     x = zoo.sample_inputs(model, 2)
     assert [o.shape for o in _outputs(qat, x)] == [o.shape for o in _outputs(model, x)]
+    # QAT's point: a full-integer model from the learned ranges, no calibration data needed
+    report = edgeopt.export_tflite(qat, ["int8"], output_dir=tmp_path)
+    assert report["int8"].status == "ok" and report["int8"].input_dtype == "int8", report["int8"]
 
 
 def run_pruning(name, flavour, shared, tmp_path):
@@ -214,6 +229,8 @@ def test_cell(shared, tmp_path, name, flavour, capability):
     before = _fingerprint(model)
     if expected == OK:
         RUN[capability](name, flavour, shared, tmp_path)
+    elif isinstance(expected, Partial):
+        run_export(name, flavour, shared, tmp_path, failed=expected.failed)
     elif isinstance(expected, Xfail):
         try:  # passes once the cell raises nothing but EdgeoptErrors: then update EXPECTED
             RUN[capability](name, flavour, shared, tmp_path)

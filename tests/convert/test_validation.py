@@ -125,16 +125,20 @@ def test_any_labels_are_read_or_refused_with_one_config_error(y, shape):
     assert result.max_abs_error == 0.0 and result.outputs[0].kind == labels.kind
 
 
-def test_int4_far_from_float32_is_flagged(digits, tmp_path):
-    """A huge weight row ruins any 4-bit scale; int4 has no converter fallback, so it is kept and flagged."""
+def test_int4_that_breaks_falls_back_per_op_and_says_so(digits, tmp_path):
+    """A huge weight row ruins any 4-bit scale of its layer: int4 keeps that layer at int8
+    weights or float32 (int4 on the rest) and the entry says so (issue 16; before, it was
+    kept broken with a warning)."""
     model = outlier_dense_model(digits)
-    with pytest.warns(UserWarning, match="int4: int4 is far from the float model"):
+    with pytest.warns(UserWarning, match="int4: int4 fell back"):
         report = export_tflite(model, ["int4", "dynamic"], output_dir=tmp_path,
                                eval_data=(digits.x_test, digits.y_test))
     entry = report["int4"]
     assert entry.status == "ok" and entry.settings["tool"] == "ai-edge-quantizer"
-    assert "top-1 agreement with float32" in entry.warning and "no converter fallback" in entry.warning
-    assert entry.validation["top1_agreement"] < 0.95
+    assert "top-1 agreement with float32" in entry.settings["fallback_reason"]
+    assert [f["index"] for f in entry.settings["per_op_fallback"]] == [0]  # the outlier layer only
+    assert entry.validation["top1_agreement"] >= 0.95
+    assert "op 0 at" in entry.warning and "int4 elsewhere" in entry.warning
     assert report["dynamic"].warning is None  # it fell back to the converter instead
     saved = json.loads((tmp_path / "export_report.json").read_text())
     assert saved["entries"][0]["warning"] == entry.warning
@@ -146,7 +150,7 @@ def test_int4_far_from_float32_is_flagged(digits, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(tmp_path / "outlier.keras"), "-p", "int4", "--eval-data",
                                       str(tmp_path / "test.npz"), "-o", str(tmp_path / "cli"), "-q"])
     assert result.exit_code == 0, result.output
-    assert "Warning: int4: int4 is far from the float model" in result.output
+    assert "Warning: int4: int4 fell back" in result.output
 
 
 def test_a_good_int4_has_no_warning(regression, tmp_path):

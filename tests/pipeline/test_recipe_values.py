@@ -16,7 +16,8 @@ from edgeopt.bench.harness import benchmark as bench, measure_latency
 from edgeopt.cli import cli
 from edgeopt.convert.arguments import validate_export_args
 from edgeopt.convert.exporter import export_tflite
-from edgeopt.pipeline.recipe import TECHNIQUES, load_recipe, parse_recipe
+from edgeopt.pipeline.recipe import load_recipe, parse_recipe
+from edgeopt.pipeline.steps import STEPS
 
 BASE = {
     "name": "t",
@@ -239,7 +240,7 @@ VALID_STEPS = {
     "distill": {"student": {"builder": "edgeopt.models:digits_cnn", "kwargs": {"width": 2}}},
 }
 STEP = st.sampled_from(sorted(VALID_STEPS)).flatmap(
-    lambda kind: st.dictionaries(st.sampled_from(sorted(TECHNIQUES[kind])), ANY, max_size=2).map(
+    lambda kind: st.dictionaries(st.sampled_from(sorted(STEPS[kind].keys())), ANY, max_size=2).map(
         lambda extra: {kind: {**VALID_STEPS[kind], **extra}}))
 VARIANT = st.fixed_dictionaries({"name": st.sampled_from(["a", "b", "c"]) | ANY},
                                 optional={"steps": st.lists(STEP, max_size=2) | ANY, "precisions": ANY})

@@ -152,3 +152,45 @@ def test_cli_run_report_compare(own_run, tmp_path):
     assert out.exit_code == 1 and "Not an edgeopt run directory" in out.stderr
     out = CliRunner().invoke(cli, ["run", str(recipe), "--variants", "nope", "--out", str(tmp_path / "x")])
     assert out.exit_code == 1 and "No such variants" in out.stderr
+
+
+TINY_EXPORT = """
+name: tiny_export
+model: {builder: edgeopt.models:digits_cnn, kwargs: {width: 2}}
+variants:
+  - name: baseline
+export: {precisions: [float32, int8, float16], calibration_samples: 8, timeout_s: 300}
+bench: {devices: [local], runs: 3, warmup: 1, min_secs: 0.0}
+"""
+
+
+def test_a_failed_precision_keeps_the_others_and_fails_the_run(tmp_path, monkeypatch):
+    """The converter dies on int8 (an injected SIGSEGV in the export child): float32 and
+    float16 are still written, reported and benchmarked, and the run says int8 failed."""
+    from edgeopt.convert._worker import CRASH_VARIABLE
+
+    monkeypatch.setenv(CRASH_VARIABLE, "int8")
+    recipe = tmp_path / "tiny_export.yaml"
+    recipe.write_text(TINY_EXPORT)
+    result = run_recipe(recipe, out_dir=tmp_path / "out")
+    assert result.failed == ["export:baseline:int8"] and not result.ok
+    rows = {r["precision"]: r for r in json.loads((result.run_dir / "report.json").read_text())}
+    assert rows["int8"]["status"] == "failed" and rows["int8"]["p50_ms"] is None
+    for precision in ("float32", "float16"):
+        assert rows[precision]["status"] == "ok" and rows[precision]["p50_ms"] > 0
+        assert (result.run_dir / "baseline" / f"model.{precision}.tflite").is_file()
+    assert "int8 (failed)" in (result.run_dir / "report.md").read_text()
+
+
+def test_export_timeout_and_select_tf_ops_are_recipe_keys(tmp_path):
+    from edgeopt import ConfigError
+    from edgeopt.pipeline.recipe import parse_recipe
+    import yaml
+
+    data = yaml.safe_load(TINY_EXPORT)
+    assert parse_recipe(data).export["select_tf_ops"] is False
+    assert parse_recipe(data).export["timeout_s"] == 300
+    for key, bad in (("timeout_s", 0), ("timeout_s", "soon"), ("select_tf_ops", "yes")):
+        data["export"] = {"precisions": ["float32"], key: bad}
+        with pytest.raises(ConfigError, match=f"export.*{key}.*Received: {key}={bad!r}"):
+            parse_recipe(data)

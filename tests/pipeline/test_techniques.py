@@ -76,7 +76,7 @@ def test_pruning_step_distills_from_the_model_it_started_from(trained, data, dis
 def test_pruning_distill_key_is_validated():
     recipe = {"model": {"builder": "edgeopt.models:digits_cnn"}, "data": {"source": "digits"}, "train": {},
               "variants": [{"name": "p", "steps": [{"pruning": dict(PRUNING, distill="yes")}]}]}
-    with pytest.raises(ConfigError, match="distill must be true or false. Received: distill='yes'"):
+    with pytest.raises(ConfigError, match=r"distill must be true or false. Received: 'yes'"):
         parse_recipe(recipe)
     recipe["variants"][0]["steps"][0]["pruning"]["distill"] = False
     assert parse_recipe(recipe).variants[0]["steps"][0]["pruning"]["distill"] is False

@@ -63,3 +63,43 @@ def test_two_workers_share_one_postgres_study(postgres_url, tmp_path, tiny_base)
             assert recorded["number"] == number and recorded["params"] == study.trials[number].params
     assert study.user_attrs["baseline"]["accuracy"] > 0.1  # one reference for every drop, set once
     assert all("trained model: unchanged" in err for _, err in outputs)  # started from the copied model
+
+
+def test_a_dead_workers_trial_is_failed_by_the_next_worker(postgres_url, tmp_path, tiny_base):
+    """A worker on another "machine" is killed (SIGKILL: no goodbye) in the middle of a
+    trial. Its heartbeat stops; once `grace_s` has passed, the next worker marks that trial
+    FAIL (it counts towards --trials, never runs twice) and runs the rest."""
+    import signal
+    import time
+
+    import optuna
+
+    recipe = write_recipe(tmp_path, name="tiny_dead", search={"grace_s": 2})
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "edgeopt.cli", "search", str(recipe), "--trials", "3", "--storage", postgres_url,
+               "--json"]
+    doomed = subprocess.Popen([*command, "--out", str(seed_with(tiny_base, tmp_path / "dead"))], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    running = []
+    while not running and time.monotonic() < deadline and doomed.poll() is None:
+        time.sleep(0.2)
+        try:
+            study = optuna.load_study(study_name="tiny_dead", storage=postgres_url)
+        except KeyError:  # not created yet
+            continue
+        running = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    assert running, "the first worker never started a trial"
+    os.killpg(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=30)
+    time.sleep(3)  # past grace_s: the dead worker's heartbeat is stale
+
+    survivor = subprocess.run([*command, "--out", str(seed_with(tiny_base, tmp_path / "alive"))], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=600)
+    assert survivor.returncode == 0, survivor.stderr[-3000:]
+    dead = running[0].number
+    assert f"trial {dead} was interrupted while RUNNING: marked FAIL" in survivor.stderr
+    trials = optuna.load_study(study_name="tiny_dead", storage=postgres_url).get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2]
+    states = {t.number: t.state.name for t in trials}
+    assert states.pop(dead) == "FAIL" and set(states.values()) == {"COMPLETE"}

@@ -47,7 +47,7 @@ def test_shipped_search_recipe_loads():
     ({"spaces": {}}, r"Unknown key in .*r\.yaml: search\. Received: spaces\. Allowed: budget, device"),
     ({"budget": {"max_size": 10}}, r"Unknown key in .*r\.yaml: search\.budget\. Received: max_size\. Allowed: "
                                    r"max_accuracy_drop, max_latency_ms, max_size_kb, size"),
-    ({"space": {"pruning": [0.5]}}, r"Unknown key in .*r\.yaml: search\.space\. Received: pruning\. Allowed: clusters"),
+    ({"space": {"pruning": [0.5]}}, r"Unknown key in .*r\.yaml: search\.space\. Received: pruning\. Allowed: channel_ratio, clusters"),
 ])
 def test_unknown_keys_name_file_and_key(tmp_path, search, message):
     with pytest.raises(ConfigError, match=message):

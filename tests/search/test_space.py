@@ -72,18 +72,18 @@ def test_the_default_space_has_every_float_and_8_bit_precision():
 
 
 def test_a_new_technique_is_one_registry_line(monkeypatch):
-    """How channel pruning (edgeopt.prune_channels, another branch) joins: one entry."""
+    """How a new technique joins the space: one entry."""
     registry = dict(DIMENSIONS)
     registry = {**{k: v for k, v in registry.items() if k in ("student",)},
-                "channel_ratio": Dimension(space_lib._fraction, space_lib.technique_steps("prune_channels", "ratio")),
+                "other_ratio": Dimension(space_lib._fraction, space_lib.technique_steps("prune_more", "ratio")),
                 **{k: v for k, v in registry.items() if k != "student"}}
     monkeypatch.setattr(space_lib, "DIMENSIONS", registry)
-    space = SearchSpace({"channel_ratio": [0.0, 0.25], "sparsity": [0.5]})
-    steps = space.steps({"channel_ratio": 0.25, "sparsity": 0.5, "precision": "float32"}, CONTEXT)
-    assert [(kind, settings.get("ratio")) for kind, settings, _ in steps] == [("prune_channels", 0.25),
+    space = SearchSpace({"other_ratio": [0.0, 0.25], "sparsity": [0.5]})
+    steps = space.steps({"other_ratio": 0.25, "sparsity": 0.5, "precision": "float32"}, CONTEXT)
+    assert [(kind, settings.get("ratio")) for kind, settings, _ in steps] == [("prune_more", 0.25),
                                                                               ("pruning", None)]
-    with pytest.raises(ConfigError, match="space.channel_ratio values must be fractions"):
-        SearchSpace({"channel_ratio": [1.5]})
+    with pytest.raises(ConfigError, match="space.other_ratio values must be fractions"):
+        SearchSpace({"other_ratio": [1.5]})
 
 
 def test_a_builder_kwarg_range_of_integers_samples_integers():
@@ -92,3 +92,14 @@ def test_a_builder_kwarg_range_of_integers_samples_integers():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     values = {space.suggest(study.ask())["student.width"] for _ in range(20)}
     assert values == {4, 8, 12} and all(isinstance(v, int) for v in values)
+
+
+def test_channel_ratio_becomes_a_channel_pruning_step_before_pruning():
+    space = SearchSpace({"channel_ratio": [0.0, 0.5], "sparsity": [0.0, 0.8], "precision": ["int8"]})
+    steps = space.steps({"channel_ratio": 0.5, "sparsity": 0.8, "precision": "int8"}, CONTEXT)
+    assert [kind for kind, _, _ in steps] == ["channel_pruning", "pruning"]
+    assert steps[0][1] == {"ratio": 0.5, "epochs": 3}
+    assert ("pruning", "channel_pruning") in FORBIDDEN  # the order above is the only allowed one
+    assert space.steps({"channel_ratio": 0.0, "sparsity": 0.0, "precision": "int8"}, CONTEXT) == []
+    with pytest.raises(ConfigError, match="channel_ratio"):
+        SearchSpace({"channel_ratio": [1.0]})

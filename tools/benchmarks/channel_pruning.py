@@ -10,9 +10,13 @@ Side by side in one run:
     variant generated here (random shifts, Gaussian noise, an occluding square): test
     accuracy after channel pruning at 30 / 50 % + fine-tuning, against unstructured
     magnitude pruning (`edgeopt.Pruning` + `ConstantSparsity`) fine-tuned the same number
-    of epochs at the same number of non-zero parameters.
+    of epochs at the same number of non-zero parameters; `--seeds` seeds (default 3),
+    mean and spread;
+  * an 80 %-sparse MobileNetV2-1.0-224 float32 (kernels magnitude-pruned) with and without
+    the converter's sparse encoding (XNNPACK sparse inference), and what `export_tflite`
+    chose for it (`settings["sparse_inference"]` in export_report.json).
 
-    nice python tools/benchmarks/channel_pruning.py [--rounds 5] [--runs-per-round 10] [--epochs 30]
+    nice python tools/benchmarks/channel_pruning.py [--rounds 5] [--runs-per-round 10] [--epochs 30] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -92,6 +96,45 @@ def mobilenet_table(args, out: str) -> None:
     print(f"  50 % removed, float32: {ratio:.2f} x dense p50 (target <= 0.55): {'met' if ratio <= 0.55 else 'MISSED'}")
 
 
+def sparse_table(args, out: str) -> None:
+    """80 %-sparse MobileNetV2 float32: dense vs sparse encoding, and export_tflite's choice."""
+    import keras
+    import numpy as np
+
+    import edgeopt
+    from edgeopt.convert.engines import convert_saved_model
+    from edgeopt.convert.precision import Precision
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNetV2(input_shape=(224, 224, 3), alpha=1.0, weights=None)
+    for layer in model.layers:
+        if type(layer).__name__ in ("Conv2D", "Dense", "DepthwiseConv2D"):
+            kernel, *rest = layer.get_weights()
+            cut = np.quantile(np.abs(kernel), 0.8)
+            layer.set_weights([np.where(np.abs(kernel) <= cut, 0, kernel).astype(kernel.dtype), *rest])
+    saved = f"{out}/sparse_saved_model"
+    model.export(saved, format="tf_saved_model", verbose=False)
+    paths = {}
+    for name, flag in (("dense encoding", False), ("sparse encoding", True)):
+        data, _ = convert_saved_model(saved, Precision.FLOAT32, sparsity=flag)
+        paths[name] = f"{out}/{name.split()[0]}.tflite"
+        with open(paths[name], "wb") as f:
+            f.write(data)
+    sample = np.random.default_rng(2).uniform(-1, 1, (4, 224, 224, 3)).astype("float32")
+    report = edgeopt.export_tflite(model, ["float32"], output_dir=f"{out}/sparse_export", calibration_data=sample)
+    decision = report["float32"].settings["sparse_inference"]
+    p50 = latencies_ms(paths, args.rounds, args.runs_per_round)
+    print(f"\nMobileNetV2-1.0-224, kernels 80 % zeros, float32, 1 thread, p50 of "
+          f"{args.rounds * args.runs_per_round} runs, interleaved")
+    for name, path in paths.items():
+        info = edgeopt.inspect_tflite(path)
+        print(f"  {name:<16} {info.size_bytes / 1e6:>7.2f} MB  gzip {info.gzip_size_bytes / 1e6:>6.2f} MB  "
+              f"DENSIFY ops {info.op_counts.get('DENSIFY', 0):>3}  p50 {p50[name]:>8.2f} ms")
+    print(f"  export_tflite chose: {'sparse' if decision['used'] else 'dense'} ({decision['reason']}; its own "
+          f"timing dense {decision.get('dense_p50_ms', float('nan')):.2f} ms, sparse "
+          f"{decision.get('sparse_p50_ms', float('nan')):.2f} ms)")
+
+
 def harder_digits(data, seed: int = 0):
     """Digits with a random shift of up to 1 pixel, noise (sigma 0.1) and a 2x2 occluding square."""
     import numpy as np
@@ -112,7 +155,7 @@ def harder_digits(data, seed: int = 0):
                                x_test=corrupt(data.x_test))
 
 
-def accuracy_table(args, task: str, data) -> list[tuple]:
+def accuracy_table(args, task: str, data, seed: int = 0) -> list[tuple]:
     import keras
     import numpy as np
 
@@ -127,7 +170,7 @@ def accuracy_table(args, task: str, data) -> list[tuple]:
     def accuracy(model):
         return float(np.mean(model.predict(data.x_test, verbose=0).argmax(1) == data.y_test))
 
-    keras.utils.set_random_seed(0)
+    keras.utils.set_random_seed(seed)
     dense = compiled(digits_cnn(width=args.width), 1e-3)
     dense.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0)
     rows = [(task, "dense", "-", dense.count_params(), accuracy(dense), accuracy(dense))]
@@ -135,7 +178,7 @@ def accuracy_table(args, task: str, data) -> list[tuple]:
                   if type(l).__name__ in ("Conv2D", "Dense"))
     steps = int(np.ceil(len(data.x_train) / 32))
     for ratio in (0.3, 0.5):
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(seed)
         small = edgeopt.prune_channels(dense, ratio, criterion="taylor", data=(data.x_train[:512], data.y_train[:512]))
         before = accuracy(small)
         compiled(small, 5e-4).fit(data.x_train, data.y_train, epochs=args.finetune, batch_size=32, verbose=0)
@@ -143,14 +186,14 @@ def accuracy_table(args, task: str, data) -> list[tuple]:
         rows.append((task, "channels (taylor)", f"{ratio:.0%}", params, before, accuracy(small)))
         # unstructured pruning to the same number of non-zero parameters (kernels only are pruned)
         sparsity = (dense.count_params() - params) / kernels
-        keras.utils.set_random_seed(0)
+        keras.utils.set_random_seed(seed)
         sparse = compiled(digits_cnn(width=args.width), 5e-4)
         sparse.set_weights(dense.get_weights())
         sparse.fit(data.x_train, data.y_train, epochs=args.finetune, batch_size=32, verbose=0,
                    callbacks=[edgeopt.Pruning(edgeopt.ConstantSparsity(sparsity), frequency=steps)])
         nonzero = dense.count_params() - int(round(edgeopt.sparsity_report(sparse).sparsity * kernels))
         rows.append((task, f"unstructured {sparsity:.0%}", f"{ratio:.0%}", nonzero, float("nan"), accuracy(sparse)))
-        print(f"{task}: {ratio:.0%} done", flush=True)
+        print(f"{task} seed {seed}: {ratio:.0%} done", flush=True)
     return rows
 
 
@@ -163,6 +206,8 @@ def main() -> None:
     parser.add_argument("--finetune", type=int, default=10, help="fine-tuning epochs after pruning")
     parser.add_argument("--width", type=int, default=32, help="digits_cnn width")
     parser.add_argument("--skip-mobilenet", action="store_true")
+    parser.add_argument("--skip-sparse", action="store_true")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the accuracy table (mean and spread)")
     args = parser.parse_args()
 
     import edgeopt
@@ -170,14 +215,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         if not args.skip_mobilenet:
             mobilenet_table(args, out)
+        if not args.skip_sparse:
+            sparse_table(args, out)
+    import numpy as np
+
     digits = edgeopt.load_digits_splits()
-    rows = accuracy_table(args, "digits", digits) + accuracy_table(args, "digits+noise", harder_digits(digits))
+    tasks = {"digits": digits, "digits+noise": harder_digits(digits)}
+    results: dict[tuple, list] = {}
+    for seed in range(args.seeds):
+        for task, data in tasks.items():
+            for task_name, method, ratio, params, before, after in accuracy_table(args, task, data, seed):
+                results.setdefault((task_name, method.split(" ")[0] if method.startswith("unstructured") else method,
+                                    ratio), []).append((params, before, after))
     print(f"\nDigits CNN (digits_cnn(width={args.width})), dense trained {args.epochs} epochs, each pruned model "
-          f"fine-tuned {args.finetune} epochs; test accuracy on {len(digits.x_test)} digits")
-    print(f"  {'task':<14} {'method':<20} {'ratio':>6} {'params':>9} {'acc before FT':>14} {'acc after FT':>13}")
-    for task, method, ratio, params, before, after in rows:
-        before_text = "-" if before != before else f"{before:.2%}"
-        print(f"  {task:<14} {method:<20} {ratio:>6} {params:>9,} {before_text:>14} {after:>13.2%}")
+          f"fine-tuned {args.finetune} epochs; test accuracy on {len(digits.x_test)} digits, "
+          f"{args.seeds} seeds: mean ± std")
+    print(f"  {'task':<14} {'method':<20} {'ratio':>6} {'params':>9} {'acc before FT':>16} {'acc after FT':>16}")
+    for (task, method, ratio), runs in results.items():
+        params = int(np.mean([r[0] for r in runs]))
+        before = [r[1] for r in runs if r[1] == r[1]]
+        after = [r[2] for r in runs]
+        before_text = f"{100 * np.mean(before):.2f} ± {100 * np.std(before):.2f}" if before else "-"
+        print(f"  {task:<14} {method:<20} {ratio:>6} {params:>9,} {before_text:>16} "
+              f"{100 * np.mean(after):>8.2f} ± {100 * np.std(after):.2f}")
 
 
 if __name__ == "__main__":
