@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeopt import EdgeoptError
-from tests.conformance.test_matrix import CAPABILITIES, EXPECTED, MODELS, OK, Partial, Xfail
+from tests.conformance.matrix import CAPABILITIES, EXPECTED, MODELS, OK, Partial, Xfail
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
