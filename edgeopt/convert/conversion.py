@@ -232,10 +232,16 @@ class Conversion:
                 quantizer = mixed.MixedQuantizer(self.float_bytes, None, self.job.batch_size, self.job.inputs)
                 base = {r.index: Precision.FLOAT32 for r in quantizer.regions}
                 choice: dict = {}
+
+                def agrees(index: int, level) -> bool:  # a level ai-edge-quantizer refuses for this op does not
+                    try:
+                        return not self._disagreement(quantizer.quantize({**base, index: level}))
+                    except ConversionError:
+                        return False
+
                 for r in quantizer.regions:  # the smallest of int4, int8 weights, float32 that agrees alone
                     choice[r.index] = next((level for level in (Precision.INT4, mixed.INT8_WEIGHTS)
-                                            if not self._disagreement(quantizer.quantize({**base, r.index: level}))),
-                                           Precision.FLOAT32)
+                                            if agrees(r.index, level)), Precision.FLOAT32)
                 raised = [r.index for r in quantizer.regions if choice[r.index] != Precision.INT4]
                 if raised and len(raised) < len(quantizer.regions):
                     mixed_data = quantizer.quantize(choice)

@@ -207,9 +207,9 @@ class MixedQuantizer:
         levels = {_level(choice[r.index]) for r in self.regions}
         if levels == {Precision.FLOAT32}:
             return self.float_model
-        entries = recipe(self.regions, choice)
         ranges = self._calibrated() if levels & {Precision.INT8, Precision.INT16X8} else None
-        try:
+        try:  # the recipe too: ai-edge-quantizer refuses some op / precision pairs while building it
+            entries = recipe(self.regions, choice)
             with capture_native_output(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = self._quantizer.Quantizer(bytearray(self.float_model), entries).quantize(

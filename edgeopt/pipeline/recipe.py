@@ -133,6 +133,12 @@ def parse_recipe(data: Any, *, path: str | None = None, check_devices: bool = Tr
     if recipe.export and recipe.export["max_accuracy_drop"] is not None and recipe.data is None:
         raise ConfigError(f"{_where(path, 'export', 'max_accuracy_drop')} needs labelled test data. Received: no "
                           "'data' section. Add data: {source: digits}, or drop max_accuracy_drop.")
+    if recipe.export and recipe.export["max_accuracy_drop"] is None:
+        for variant in recipe.variants:  # a variant's own precisions, checked as the export section's are
+            if "auto" in variant.get("precisions", ()):
+                raise ConfigError(f"{_where(path, 'variants', variant['name'], 'precisions')}: precision auto needs "
+                                  "an accuracy budget. Received: export.max_accuracy_drop=None. Add "
+                                  "max_accuracy_drop: 1.0 to the export section.")
     if recipe.bench and not recipe.export:
         raise ConfigError(f"{_where(path, 'bench')} needs an export section. Received: no 'export'. "
                           "Add export: {precisions: [float32]}.")

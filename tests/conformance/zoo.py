@@ -27,16 +27,36 @@ def mobilenet_v3(k):
     return k.applications.MobileNetV3Small(input_shape=IMAGE, alpha=0.75, weights=None, classes=CLASSES)
 
 
+# EfficientNet, ResNet and DenseNet come from keras.applications' own constructors (the
+# code behind EfficientNetB0, ResNet50 and DenseNet121: the same blocks, preprocessing and
+# heads) at a fraction of their depth and width: converting the full-size ones takes
+# minutes per precision here, and depth adds no layer type.
+
+
 def efficientnet(k):
-    return k.applications.EfficientNetB0(input_shape=IMAGE, weights=None, classes=CLASSES)
+    from keras.src.applications.efficientnet import EfficientNet
+
+    return EfficientNet(0.5, 0.25, IMAGE[0], input_shape=IMAGE, weights=None, classes=CLASSES,
+                        name="efficientnet_small")  # B0's seven stages, one block each, half width
 
 
 def resnet(k):
-    return k.applications.ResNet50(input_shape=IMAGE, weights=None, classes=CLASSES)
+    from keras.src.applications.resnet import ResNet, stack_residual_blocks_v1
+
+    def stacks(x):  # ResNet50's four stages of bottleneck blocks, one block each, a quarter wide
+        x = stack_residual_blocks_v1(x, 16, 1, stride1=1, name="conv2")
+        for index, filters in enumerate((32, 64, 128), start=3):
+            x = stack_residual_blocks_v1(x, filters, 1, name=f"conv{index}")
+        return x
+
+    return ResNet(stacks, False, True, input_shape=IMAGE, weights=None, classes=CLASSES, name="resnet_small")
 
 
 def densenet(k):
-    return k.applications.DenseNet121(input_shape=IMAGE, weights=None, classes=CLASSES)
+    from keras.src.applications.densenet import DenseNet
+
+    return DenseNet([2, 2, 2, 2], input_shape=IMAGE, weights=None, classes=CLASSES,
+                    name="densenet_small")  # DenseNet121's four dense blocks, two layers each
 
 
 def transformer(k):

@@ -73,3 +73,21 @@ def test_defaults_are_filled(tmp_path):
     recipe = load_recipe(write(tmp_path, GOOD))
     assert recipe.train["batch_size"] == 32 and recipe.export["calibration_samples"] == 200
     assert recipe.variant("pruned")["steps"][0]["pruning"]["frequency"] == 5
+
+
+def test_a_variant_asking_for_auto_needs_the_export_budget():
+    import yaml
+
+    from edgeopt.pipeline.recipe import parse_recipe
+
+    data = yaml.safe_load("""
+model: {builder: edgeopt.models:digits_cnn}
+data: {source: digits}
+train: {epochs: 1}
+variants: [{name: small, precisions: [auto]}]
+export: {precisions: [float32]}
+""")
+    with pytest.raises(ConfigError, match=r"variants\.small\.precisions: precision auto needs an accuracy budget"):
+        parse_recipe(data)
+    data["export"]["max_accuracy_drop"] = 1.0
+    assert parse_recipe(data).variants[0]["precisions"] == ["auto"]

@@ -1,4 +1,5 @@
-"""Every capability on every architecture of the zoo: each cell works or names its limit.
+"""The conformance matrix: every capability on every architecture of the zoo; each cell
+works or names its limit. The cells run in `test_keras3.py` and `test_tf_keras.py`.
 
 A cell is one (model, capability) pair. `EXPECTED` says what each cell does today:
 `OK`, or `(ErrorClass, "part of the message")` for an `EdgeoptError` that names a real
@@ -27,8 +28,6 @@ import edgeopt
 from edgeopt import ConfigError, ConversionError, EdgeoptError
 from edgeopt._layers import kernel_of, select_layers
 from tests.conformance import zoo
-
-pytestmark = pytest.mark.slow
 
 CLUSTERS = 8
 CAPABILITIES = ("export", "qat", "pruning", "clustering", "factorize", "distill")
@@ -60,6 +59,7 @@ class Xfail:
 SUBCLASSED = "only works for functional and Sequential models"
 ONE_IN_ONE_OUT_EXPORT = "Only models with one input and one output are supported"
 ONE_IN_ONE_OUT_DISTILL = "The Distiller takes models with one input and one output"
+INT16X8_OP = "Quantization to 16x8-bit not yet supported for op: '{op}'"  # the converter's own limit
 TENSOR_LIST = "TensorListReserve"  # LSTM/GRU loops the converter cannot lower (static shapes needed)
 
 
@@ -74,6 +74,8 @@ def _defaults() -> dict:
 EXPECTED: dict[tuple[str, str, str], object] = _defaults()
 EXPECTED.update({
     # -- Keras 3 ------------------------------------------------------------------------
+    ("mobilenet_v3", "keras3", "export"): Partial({"int16x8": INT16X8_OP.format(op="HARD_SWISH")}),
+    ("transformer", "keras3", "export"): Partial({"int16x8": INT16X8_OP.format(op="NEG")}),
     ("lstm", "keras3", "export"): (ConversionError, TENSOR_LIST),
     ("lstm", "keras3", "qat"): _qat_layers("('lstm', 'LSTM')"),
     ("gru", "keras3", "export"): (ConversionError, TENSOR_LIST),
@@ -201,29 +203,17 @@ RUN = {"export": run_export, "qat": run_qat, "pruning": run_pruning, "clustering
 # -- the matrix ------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def shared():
-    """`shared(name, flavour)`: one model per architecture for the whole module; never mutated."""
-    cache: dict = {}
-
-    def get(name, flavour):
-        if (name, flavour) not in cache:
-            cache[name, flavour] = zoo.build(name, flavour)
-        return cache[name, flavour]
-
-    return get
-
-
-def _cells():
-    for name, flavour in MODELS:
+def cells(models):
+    """One pytest param per (model, capability) of `models`, with its id and xfail mark."""
+    for name, flavour in models:
         for capability in CAPABILITIES:
             expected = EXPECTED[name, flavour, capability]
             marks = [pytest.mark.xfail(strict=True, reason=expected.reason)] if isinstance(expected, Xfail) else []
             yield pytest.param(name, flavour, capability, marks=marks, id=f"{flavour}-{name}-{capability}")
 
 
-@pytest.mark.parametrize("name, flavour, capability", list(_cells()))
-def test_cell(shared, tmp_path, name, flavour, capability):
+def check_cell(shared, tmp_path, name, flavour, capability):
+    """Runs one cell and checks it did what `EXPECTED` says, leaving the shared model as it was."""
     expected = EXPECTED[name, flavour, capability]
     model = shared(name, flavour)
     before = _fingerprint(model)
