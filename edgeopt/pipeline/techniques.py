@@ -187,16 +187,9 @@ def apply_step(kind: str, settings: dict, model: Any, data: Data, train: dict, s
     if kind == "pruning":
         distill = settings.pop("distill", PIPELINE_KEYS["distill"].default)
         callbacks = [edgeopt.Pruning(**STEPS[kind].arguments(settings)), *extra]
-        if distill and train["loss"] not in _CLASS_LABEL_LOSSES:
-            say(f"{label}: not distilling (train.loss is {train['loss']!r}, not class labels); fine-tuning on the labels")
-            distill = False
-        teacher = dense_teacher(model, say) if distill else None
-        if teacher is None:
-            fit(model, data, train, epochs, label, say, callbacks)
-        else:  # the model pruned in place is the student of its own dense copy
-            distiller = quiet_distiller(model, teacher)
-            distiller.compile(optimizer=_optimizer(model, train), metrics=train["metrics"])
-            fit(distiller, data, train, epochs, label, say, callbacks, compile_model=False)
+        teacher = dense_teacher(model, say) if _distills(distill, train, label, say) else None
+        # the model pruned in place is the student of its own dense copy
+        _fine_tune(model, teacher, data, train, epochs, label, say, callbacks)
         state["pruned"] = True
         return model
     if kind == "scratch":  # the from-scratch twin of a distilled student (see `scratch_twins`)
@@ -247,14 +240,12 @@ def _channel_pruning(model: Any, settings: dict, data: Data, train: dict, epochs
     teacher), on sparse class labels only (another loss fine-tunes on the labels alone)."""
     import edgeopt
 
-    iterations, distill = settings.pop("iterations", 1), settings.pop("distill", True)
+    iterations = settings.pop("iterations", PIPELINE_KEYS["iterations"].default)
+    distill = _distills(settings.pop("distill", PIPELINE_KEYS["distill"].default), train, label, say)
     arguments = STEPS["channel_pruning"].arguments(settings)
     ratio = arguments.pop("ratio")
     if str(arguments.get("criterion", "l1")) == "taylor":
         arguments["data"] = (data.x_train[:512], data.y_train[:512])
-    if distill and train["loss"] not in _CLASS_LABEL_LOSSES:
-        say(f"{label}: not distilling (train.loss is {train['loss']!r}, not class labels); fine-tuning on the labels")
-        distill = False
     from edgeopt.channels.prune import round_ratios
 
     teacher = current = model
@@ -265,11 +256,24 @@ def _channel_pruning(model: Any, settings: dict, data: Data, train: dict, epochs
         # freeze it itself, with a warning; it is not trained again.
         teacher.trainable = False
         say(f"{label}: round {round_index + 1}/{iterations}, {current.count_params()} parameters left")
-        if not distill:
-            fit(current, data, train, epochs, label, say, callbacks)
-            continue
-        distiller = edgeopt.Distiller(student=current, teacher=teacher)
-        distiller.compile(optimizer=_optimizer(current, train), metrics=train["metrics"])
-        fit(distiller, data, train, epochs, label, say, callbacks, compile_model=False)
-        current = distiller.student
+        current = _fine_tune(current, teacher if distill else None, data, train, epochs, label, say, callbacks)
     return current
+
+
+def _distills(distill: bool, train: dict, label: str, say: Progress) -> bool:
+    """Whether a step that may distil does: only on the class labels the Distiller's hard loss reads."""
+    if distill and train["loss"] not in _CLASS_LABEL_LOSSES:
+        say(f"{label}: not distilling (train.loss is {train['loss']!r}, not class labels); fine-tuning on the labels")
+        return False
+    return bool(distill)
+
+
+def _fine_tune(student: Any, teacher: Any | None, data: Data, train: dict, epochs: int, label: str, say: Progress,
+               callbacks: Sequence[Any]) -> Any:
+    """Fits `student` on the labels, or distilled from `teacher` when there is one; returns it."""
+    if teacher is None:
+        return fit(student, data, train, epochs, label, say, callbacks)
+    distiller = quiet_distiller(student, teacher)
+    distiller.compile(optimizer=_optimizer(student, train), metrics=train["metrics"])
+    fit(distiller, data, train, epochs, label, say, callbacks, compile_model=False)
+    return distiller.student
